@@ -1,0 +1,1 @@
+"""Training and evaluation: command-line setup, component building, the loop, evaluation."""

@@ -1,0 +1,1 @@
+"""Shared utilities: config loading, checkpoints, logging."""

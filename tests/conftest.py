@@ -1,0 +1,55 @@
+"""Shared test fixtures: tiny registered toy components and deterministic tensors."""
+import numpy as np
+import paddle
+import pytest
+from paddle import nn
+
+from ppdistill.registry import BACKBONES, HEADS
+
+
+@BACKBONES.register("ToyBackbone")
+class ToyBackbone(nn.Layer):
+    """conv -> BN -> relu, stride 2 (for tests only)."""
+
+    def __init__(self, in_channels=3, channels=4):
+        super().__init__()
+        self.conv = nn.Conv2D(in_channels, channels, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm(channels)
+        self.out_channels = channels
+
+    def forward(self, x):
+        return nn.functional.relu(self.bn(self.conv(x)))
+
+
+@HEADS.register("ToyHead")
+class ToyHead(nn.Layer):
+    """1x1 conv to ``out_channels`` maps; returns ``{'maps': sigmoid}`` (for tests only)."""
+
+    def __init__(self, in_channels, out_channels=3):
+        super().__init__()
+        self.conv = nn.Conv2D(in_channels, out_channels, 1)
+
+    def forward(self, x, targets=None):
+        return {"maps": nn.functional.sigmoid(self.conv(x))}
+
+
+def toy_model_config(channels=4):
+    return {"model_type": "det", "algorithm": "DB",
+            "Backbone": {"name": "ToyBackbone", "channels": channels},
+            "Head": {"name": "ToyHead"}}
+
+
+def sin_tensor(*shape):
+    """S(shape) of LOSSES_AND_METRICS.md §11: sin of the row-major flat index."""
+    return paddle.to_tensor(np.sin(np.arange(np.prod(shape))).reshape(shape).astype("float32"))
+
+
+def cos_tensor(*shape):
+    return paddle.to_tensor(np.cos(np.arange(np.prod(shape))).reshape(shape).astype("float32"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    paddle.seed(0)
+    np.random.seed(0)
+    yield

@@ -1,0 +1,10 @@
+"""`python tools/eval.py -c CONFIG [-o Section.key=value ...]` (PaddleOCR's command line)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from ppdistill.engine.run import eval_main  # noqa: E402
+
+if __name__ == "__main__":
+    eval_main()
