@@ -14,6 +14,11 @@ def _model_type(config):
 
 def train(config, logger):
     """Build everything from ``config``, resume or warm-start, train; return the best metrics."""
+    return build_trainer(config, logger).train()
+
+
+def build_trainer(config, logger):
+    """A :class:`Trainer` with every component built from ``config`` (resumed if configured)."""
     from ppdistill.data import build_dataloader
     from ppdistill.losses import build_loss
     from ppdistill.optimizer import build_optimizer
@@ -37,10 +42,9 @@ def train(config, logger):
         if config["Global"].get("use_sync_bn", False):
             model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = paddle.DataParallel(model)
-    trainer = Trainer(config, model, loss_fn, optimizer, lr_scheduler, train_loader, logger,
-                      eval_loader=eval_loader, post_process=post_process, metric=metric,
-                      resume_state=resume_state)
-    return trainer.train()
+    return Trainer(config, model, loss_fn, optimizer, lr_scheduler, train_loader, logger,
+                   eval_loader=eval_loader, post_process=post_process, metric=metric,
+                   resume_state=resume_state)
 
 
 def evaluate_config(config, logger, all_sub_models=True):

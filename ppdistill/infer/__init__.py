@@ -1,0 +1,1 @@
+"""Inference with exported models (``paddle.inference``): text detection and recognition."""

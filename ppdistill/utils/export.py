@@ -1,0 +1,68 @@
+"""Export trained models to Paddle inference files (``inference.json``/``.pdmodel`` + ``.pdiparams``)."""
+import os
+
+import paddle
+
+from ppdistill.registry import ConfigError, suggest
+
+
+def input_shape(config):
+    """``[None, 3, H, W]`` for the exported model's input.
+
+    Detection: any size (``[None, 3, -1, -1]``). Recognition: the height of the Eval
+    ``RecResizeImg`` (or ``Global.d2s_train_image_shape``, default 48) and any width.
+    """
+    arch = config["Architecture"]
+    if arch.get("model_type") != "rec":
+        return [None, 3, -1, -1]
+    height = None
+    d2s = (config.get("Global") or {}).get("d2s_train_image_shape")
+    if isinstance(d2s, (list, tuple)) and len(d2s) == 3 and d2s[1] and d2s[1] > 0:
+        height = int(d2s[1])
+    for section in ("Eval", "Train"):
+        transforms = (((config.get(section) or {}).get("dataset") or {}).get("transforms")) or []
+        for entry in transforms:
+            if isinstance(entry, dict) and "RecResizeImg" in entry and entry["RecResizeImg"]:
+                shape = entry["RecResizeImg"].get("image_shape")
+                if shape:
+                    height = int(shape[1])
+                    break
+        if height:
+            break
+    return [None, 3, height or 48, -1]
+
+
+def export_single(model, shape, save_prefix):
+    """Trace ``model`` (eval mode, ``return_all_feats`` off) and save it under ``save_prefix``."""
+    if hasattr(model, "return_all_feats"):
+        model.return_all_feats = False
+    model.eval()
+    spec = [paddle.static.InputSpec(shape=shape, dtype="float32", name="x")]
+    static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+    paddle.jit.save(static_model, save_prefix)
+    return [f for f in os.listdir(os.path.dirname(save_prefix) or ".")
+            if f.startswith(os.path.basename(save_prefix))]
+
+
+def export_model(config, model, save_dir, names=None, logger=None):
+    """Export a model; a DistillationModel writes ``save_dir/<Name>/inference.*`` per sub-model.
+
+    ``names`` limits the export to those sub-models. Returns ``{name_or_'': directory}``.
+    """
+    shape = input_shape(config)
+    written = {}
+    sub_names = getattr(model, "model_name_list", None)
+    if sub_names is None:
+        export_single(model, shape, os.path.join(save_dir, "inference"))
+        written[""] = save_dir
+    else:
+        for name in names or sub_names:
+            if name not in sub_names:
+                raise ConfigError(f"export: no sub-model {name!r}{suggest(name, sub_names)} "
+                                  f"(available: {', '.join(sub_names)})")
+            export_single(getattr(model, name), shape, os.path.join(save_dir, name, "inference"))
+            written[name] = os.path.join(save_dir, name)
+    if logger:
+        for name, path in written.items():
+            logger.info(f"inference model {name or 'model'} saved to {path} (input {shape})")
+    return written

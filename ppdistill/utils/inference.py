@@ -1,0 +1,61 @@
+"""Load exported models with ``paddle.inference`` (both file-format generations)."""
+import os
+
+import paddle
+
+
+def find_model_files(model_dir):
+    """``(model_file, params_file)`` in ``model_dir``: ``inference.json`` (paddle 3 / PIR) or
+    ``inference.pdmodel`` (paddle 2.x), with ``inference.pdiparams``."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{model_dir}: model directory not found (export one with "
+                                f"tools/export_model.py)")
+    params = os.path.join(model_dir, "inference.pdiparams")
+    for name in ("inference.json", "inference.pdmodel"):
+        model_file = os.path.join(model_dir, name)
+        if os.path.isfile(model_file) and os.path.isfile(params):
+            return model_file, params
+    raise FileNotFoundError(f"{model_dir}: no inference.json/inference.pdmodel with "
+                            f"inference.pdiparams (found: {', '.join(sorted(os.listdir(model_dir)))})")
+
+
+class InferenceModel:
+    """A ``paddle.inference`` predictor: ``model(images) -> list of output arrays``.
+
+    GPU when asked for and available, otherwise CPU with ``cpu_threads`` threads. oneDNN
+    (MKLDNN) is used for ``.pdmodel`` files but disabled for paddle 3's ``.json`` (PIR) files,
+    for which some paddle 3 CPU builds fail or give wrong results with oneDNN on.
+    """
+
+    def __init__(self, model_dir, use_gpu=False, cpu_threads=2, enable_mkldnn=None, gpu_mem=500):
+        from paddle import inference
+        model_file, params_file = find_model_files(model_dir)
+        config = inference.Config(model_file, params_file)
+        self.device = "cpu"
+        if use_gpu and paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+            config.enable_use_gpu(gpu_mem, 0)
+            self.device = "gpu"
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(cpu_threads))
+            if enable_mkldnn is None:
+                enable_mkldnn = not model_file.endswith(".json")
+            if enable_mkldnn:
+                config.enable_mkldnn()
+            elif hasattr(config, "disable_mkldnn"):
+                config.disable_mkldnn()
+        config.switch_use_feed_fetch_ops(False)
+        config.switch_ir_optim(True)
+        if hasattr(config, "disable_glog_info"):
+            config.disable_glog_info()
+        self.model_file = model_file
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.outputs = [self.predictor.get_output_handle(n)
+                        for n in self.predictor.get_output_names()]
+
+    def __call__(self, images):
+        self.input.reshape(list(images.shape))
+        self.input.copy_from_cpu(images)
+        self.predictor.run()
+        return [out.copy_to_cpu() for out in self.outputs]
