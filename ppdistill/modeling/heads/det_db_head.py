@@ -1,0 +1,104 @@
+"""DB (Differentiable Binarization) detection head (PaddleOCR's ``det_db_head``)."""
+import math
+
+import paddle
+from paddle import nn
+from paddle.nn import functional as F
+
+from ppdistill.registry import HEADS, ConfigError
+
+__all__ = ["DBHead", "Head"]
+
+
+def _bias_attr(channels):
+    bound = 1.0 / math.sqrt(channels * 1.0)
+    return paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
+
+
+def _bn_relu(channels):
+    return nn.BatchNorm(num_channels=channels,
+                        param_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(1.0)),
+                        bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(1e-4)),
+                        act="relu")
+
+
+class Head(nn.Layer):
+    """One DB branch: a 1-channel probability map at 4x the input resolution.
+
+    ``sigmoid(conv3(conv_bn2(conv2(conv_bn1(conv1(x))))))``: ``conv1`` kxk (k =
+    ``kernel_list[0]``, padding k//2, C -> C//4, no bias), BatchNorm+relu, ``conv2`` transposed
+    conv (kernel ``kernel_list[1]``, stride 2, with bias), BatchNorm+relu, ``conv3`` transposed
+    conv to 1 channel (kernel ``kernel_list[2]``, stride 2, with bias).
+    """
+
+    def __init__(self, in_channels, kernel_list=(3, 2, 2)):
+        super().__init__()
+        quarter = in_channels // 4
+        kaiming = paddle.ParamAttr(initializer=nn.initializer.KaimingUniform())
+        self.conv1 = nn.Conv2D(in_channels, quarter, kernel_list[0],
+                               padding=int(kernel_list[0] // 2), weight_attr=paddle.ParamAttr(),
+                               bias_attr=False)
+        self.conv_bn1 = _bn_relu(quarter)
+        self.conv2 = nn.Conv2DTranspose(quarter, quarter, kernel_list[1], stride=2,
+                                        weight_attr=kaiming, bias_attr=_bias_attr(quarter))
+        self.conv_bn2 = _bn_relu(quarter)
+        self.conv3 = nn.Conv2DTranspose(quarter, 1, kernel_list[2], stride=2,
+                                        weight_attr=paddle.ParamAttr(
+                                            initializer=nn.initializer.KaimingUniform()),
+                                        bias_attr=_bias_attr(quarter))
+
+    def forward(self, x):
+        x = self.conv_bn2(self.conv2(self.conv_bn1(self.conv1(x))))
+        return F.sigmoid(self.conv3(x))
+
+
+@HEADS.register()
+class DBHead(nn.Layer):
+    """DB head: shrink (probability) map, threshold map and their differentiable binarisation.
+
+    ``shrink = binarize(x)``, ``thresh = thresh(x)`` (two :class:`Head` branches with separate
+    weights) and ``binary = 1 / (1 + exp(-k * (shrink - thresh)))``.
+
+    Output, with ``H, W`` = 4x the neck resolution (the input image size):
+
+    - training: ``{"maps": concat([shrink, thresh, binary], axis=1)}``, shape ``[N, 3, H, W]``;
+    - eval: ``{"maps": shrink}``, shape ``[N, 1, H, W]`` (the threshold branch is not run).
+
+    Args:
+        in_channels: channels of the neck output.
+        k: amplification factor of the step function.
+        kernel_list: kernel sizes of ``conv1``, ``conv2``, ``conv3`` in each branch.
+
+    YAML::
+
+        Head:
+          name: DBHead
+          k: 50
+          kernel_list: [7, 2, 2]   # default [3, 2, 2]
+    """
+
+    def __init__(self, in_channels, k=50, kernel_list=(3, 2, 2)):
+        super().__init__()
+        if not isinstance(kernel_list, (list, tuple)) or len(kernel_list) != 3 or not all(
+                isinstance(v, int) and v > 0 for v in kernel_list):
+            raise ConfigError(f"DBHead: kernel_list must be 3 positive ints, e.g. [3, 2, 2], "
+                              f"got {kernel_list!r}")
+        kernel_list = list(kernel_list)
+        if not isinstance(in_channels, int) or in_channels < 4:
+            raise ConfigError(f"DBHead: in_channels must be an int >= 4 (the neck's "
+                              f"out_channels), got {in_channels!r}")
+        self.k = k
+        self.binarize = Head(in_channels, kernel_list)
+        self.thresh = Head(in_channels, kernel_list)
+
+    def step_function(self, x, y):
+        """``1 / (1 + exp(-k * (x - y)))``."""
+        return paddle.reciprocal(1 + paddle.exp(-self.k * (x - y)))
+
+    def forward(self, x, targets=None):
+        shrink_maps = self.binarize(x)
+        if not self.training:
+            return {"maps": shrink_maps}
+        threshold_maps = self.thresh(x)
+        binary_maps = self.step_function(shrink_maps, threshold_maps)
+        return {"maps": paddle.concat([shrink_maps, threshold_maps, binary_maps], axis=1)}
