@@ -42,7 +42,8 @@ def run_task(task, args):
     if "force" not in accepted and not args.force and os.path.isdir(root) and os.listdir(root):
         return f"{task}: {root} exists, kept (use --force to regenerate)"
     options = {"root": root, "seed": args.seed, "force": args.force,
-               "num_train": args.num_train, "num_test": args.num_test}
+               "num_train": args.num_train, "num_test": args.num_test,
+               "num_val": args.num_test}
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
     result = generator(**kwargs)
     return f"{task}: data under {root} ({result})"
@@ -53,7 +54,8 @@ def main(argv=None):
     parser.add_argument("--task", choices=sorted(GENERATORS) + ["all"], default="all")
     parser.add_argument("--root", default=None, help="output folder (single task only)")
     parser.add_argument("--num_train", type=int, default=None)
-    parser.add_argument("--num_test", type=int, default=None)
+    parser.add_argument("--num_test", type=int, default=None,
+                        help="test (det) / validation (rec) images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="regenerate existing data")
     args = parser.parse_args(argv)

@@ -1,0 +1,70 @@
+"""Recognition dictionaries: the one place that turns ``character_dict_path`` into characters.
+
+Used by the label encoders (``ppdistill.data.imaug.label_ops_rec``), the decoders
+(``ppdistill.postprocess.rec_postprocess``) and the trainer (head sizes), so all of them agree
+on the index table.
+"""
+import os
+
+from ppdistill.registry import ConfigError
+
+#: characters used when no dictionary is given (the encoders then also lowercase the text).
+DEFAULT_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+#: characters that keep their order inside a right-to-left (Arabic) prediction.
+_LTR_RUN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :*./%+-")
+
+
+def load_characters(character_dict_path, use_space_char=False):
+    """The dictionary characters, in index order, without any special token.
+
+    - ``character_dict_path`` None: the 36 characters ``0-9a-z``; ``use_space_char`` is then
+      ignored (as in PaddleOCR).
+    - otherwise: one entry per line of the UTF-8 file, in file order; the line break and then
+      any ``\\r``/``\\n`` at either end are stripped, spaces are kept, and blank or duplicated
+      lines still count as entries (so indices match PaddleOCR's). With ``use_space_char`` a
+      ``" "`` is appended.
+
+    Raises ``ConfigError`` when the file does not exist or is not UTF-8.
+    """
+    if character_dict_path is None:
+        return list(DEFAULT_CHARACTERS)
+    path = str(character_dict_path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"character_dict_path: dictionary file {path!r} does not exist")
+    characters = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle.readlines(), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{path}:{number}: the dictionary is not valid UTF-8") from None
+            characters.append(line.rstrip("\n").strip("\r\n"))
+    if use_space_char:
+        characters.append(" ")
+    return characters
+
+
+def is_right_to_left(character_dict_path):
+    """PaddleOCR's rule: a dictionary whose path contains ``arabic`` is read right to left."""
+    return character_dict_path is not None and "arabic" in str(character_dict_path)
+
+
+def reverse_right_to_left(text):
+    """Reverse the order of the runs of ``text``, keeping each Latin/digit run's own order.
+
+    A run is a maximal sequence of Latin letters, digits, spaces and ``: * . / % + -``; every
+    other character is a run of its own. E.g. ``"ab" + "ج" + "12"`` becomes ``"12" + "ج" + "ab"``.
+    """
+    runs, current = [], ""
+    for char in text:
+        if char in _LTR_RUN_CHARS:
+            current += char
+            continue
+        if current:
+            runs.append(current)
+            current = ""
+        runs.append(char)
+    if current:
+        runs.append(current)
+    return "".join(reversed(runs))
