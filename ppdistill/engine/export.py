@@ -1,10 +1,11 @@
 """Entry point behind tools/export_model.py."""
 
 from ppdistill.engine.components import build_for_eval
-from ppdistill.engine.launch import build_arg_parser, load_run_config, prepare_run
+from ppdistill.engine.launch import build_arg_parser, cli_main, load_run_config, prepare_run
 from ppdistill.utils.export import export_model
 
 
+@cli_main
 def export_main(argv=None):
     parser = build_arg_parser("Export a checkpoint to Paddle inference files")
     parser.add_argument("--models", nargs="+", default=None,

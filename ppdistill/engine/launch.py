@@ -11,6 +11,31 @@ from ppdistill.utils.config import load_with_overrides
 from ppdistill.utils.logging import get_logger
 
 
+def cli_main(function):
+    """Run a tool's main; configuration and input errors exit with a one-line message.
+
+    ``ConfigError`` (bad config, override, dictionary), missing files, non-finite losses and
+    similar user-facing errors are printed as ``error: <message>`` with exit status 2 instead of
+    a traceback from deep inside; ``PPDISTILL_DEBUG=1`` shows the traceback.
+    """
+    import functools
+    import sys
+
+    from ppdistill.engine.trainer import NonFiniteLossError
+    from ppdistill.registry import ConfigError
+
+    @functools.wraps(function)
+    def wrapper(argv=None):
+        try:
+            return function(argv)
+        except (ConfigError, FileNotFoundError, NonFiniteLossError) as exc:
+            if os.environ.get("PPDISTILL_DEBUG"):
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    return wrapper
+
+
 def build_arg_parser(description):
     """PaddleOCR's ``-c config.yml -o Section.key=value ...`` command line."""
     parser = argparse.ArgumentParser(description=description)

@@ -3,7 +3,7 @@ import paddle
 
 from ppdistill.engine.components import build_for_eval, check_loss_model_names
 from ppdistill.engine.evaluator import evaluate, format_metrics
-from ppdistill.engine.launch import (build_arg_parser, load_run_config, prepare_run,
+from ppdistill.engine.launch import (build_arg_parser, cli_main, load_run_config, prepare_run,
                                      world_size)
 from ppdistill.engine.trainer import Trainer
 
@@ -70,6 +70,7 @@ def evaluate_config(config, logger, all_sub_models=True):
     return metrics
 
 
+@cli_main
 def train_main(argv=None):
     args = build_arg_parser("Train a (distillation) OCR model").parse_args(argv)
     config = load_run_config(args)
@@ -77,6 +78,7 @@ def train_main(argv=None):
     return train(config, logger)
 
 
+@cli_main
 def eval_main(argv=None):
     args = build_arg_parser("Evaluate a checkpoint on the Eval set").parse_args(argv)
     config = load_run_config(args)

@@ -6,6 +6,7 @@ import time
 import cv2
 import numpy as np
 
+from ppdistill.engine.launch import cli_main
 from ppdistill.infer.args import common_parser, get_image_file_list, str2bool
 from ppdistill.utils.inference import InferenceModel
 
@@ -79,6 +80,7 @@ def build_parser():
     return parser
 
 
+@cli_main
 def main(argv=None):
     """Recognise every image; print text, score and latency per image and on average."""
     args = build_parser().parse_args(argv)

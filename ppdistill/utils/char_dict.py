@@ -15,6 +15,30 @@ DEFAULT_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _LTR_RUN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :*./%+-")
 
 
+#: folder of the dictionaries shipped with the package (ppocr_keys_v1.txt, en_dict.txt).
+SHIPPED_DICT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dict")
+
+
+def resolve_dict_path(character_dict_path):
+    """The dictionary file to read.
+
+    A path that exists is used as is. Otherwise, a path naming a shipped dictionary
+    (``ppdistill/utils/dict/ppocr_keys_v1.txt`` from another working directory, or PaddleOCR's
+    ``ppocr/utils/ppocr_keys_v1.txt`` / ``ppocr/utils/en_dict.txt``) resolves to the packaged
+    copy, so shipped and PaddleOCR configs work from any directory. Anything else is an error.
+    """
+    path = str(character_dict_path)
+    if os.path.isfile(path):
+        return path
+    normalized = path.replace("\\", "/")
+    if normalized.startswith(("ppdistill/utils/", "./ppdistill/utils/", "ppocr/utils/",
+                              "./ppocr/utils/")):
+        shipped = os.path.join(SHIPPED_DICT_DIR, os.path.basename(normalized))
+        if os.path.isfile(shipped):
+            return shipped
+    raise ConfigError(f"character_dict_path: dictionary file {path!r} does not exist")
+
+
 def load_characters(character_dict_path, use_space_char=False):
     """The dictionary characters, in index order, without any special token.
 
@@ -29,9 +53,7 @@ def load_characters(character_dict_path, use_space_char=False):
     """
     if character_dict_path is None:
         return list(DEFAULT_CHARACTERS)
-    path = str(character_dict_path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"character_dict_path: dictionary file {path!r} does not exist")
+    path = resolve_dict_path(character_dict_path)
     characters = []
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle.readlines(), start=1):

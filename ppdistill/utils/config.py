@@ -71,6 +71,7 @@ def parse_override(text):
 def _component_params(parent, key, node):
     """Argument names accepted by the component ``node`` configures, or None if unknown."""
     from ppdistill import registry
+    _import_components()
     name = None
     if isinstance(node, dict) and isinstance(node.get("name"), str):
         name = node["name"]
@@ -84,6 +85,17 @@ def _component_params(parent, key, node):
     if name == "DistillationModel":
         return ["Models"]
     return None
+
+
+def _import_components():
+    """Import every component package so their registries are filled."""
+    import importlib
+    for package in ("ppdistill.modeling.backbones", "ppdistill.modeling.necks",
+                    "ppdistill.modeling.heads", "ppdistill.modeling.transforms",
+                    "ppdistill.modeling.architectures", "ppdistill.losses",
+                    "ppdistill.postprocess", "ppdistill.metrics", "ppdistill.data",
+                    "ppdistill.optimizer"):
+        importlib.import_module(package)
 
 
 def apply_override(config, parts, value, text):

@@ -31,9 +31,9 @@ def _check_pyramid(cls_name, features):
     if not isinstance(features, (list, tuple)) or len(features) != 4:
         raise ValueError(f"{cls_name}: expected a list of 4 backbone feature maps, got "
                          f"{type(features).__name__}")
-    sizes = [tuple(f.shape[2:]) for f in features]
-    if any(d is None or d < 0 for size in sizes for d in size):
+    if not paddle.in_dynamic_mode():
         return  # symbolic shapes (static graph export): nothing to check
+    sizes = [tuple(f.shape[2:]) for f in features]
     for finer, coarser in zip(sizes[:-1], sizes[1:]):
         if finer != (coarser[0] * 2, coarser[1] * 2):
             raise ValueError(f"{cls_name}: feature maps of sizes {sizes} cannot be merged; the "
