@@ -20,6 +20,9 @@ def export(config, logger, names=None):
     """Load ``Global.checkpoints``/``pretrained_model`` and export to ``Global.save_inference_dir``."""
     from ppdistill.utils.save_load import load_model
     config, model, _, metric = build_for_eval(config)
+    if not (config["Global"].get("checkpoints") or config["Global"].get("pretrained_model")):
+        logger.warning("neither Global.checkpoints nor Global.pretrained_model is set: "
+                       "exporting the initial (untrained) weights")
     load_model(config, model, None, config["Architecture"].get("model_type"))
     save_dir = config["Global"].get("save_inference_dir") or "./inference"
     written = export_model(config, model, save_dir, names=names, logger=logger)

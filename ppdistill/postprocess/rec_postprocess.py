@@ -105,9 +105,13 @@ class CTCLabelDecode(BaseRecLabelDecode):
         if isinstance(preds, (list, tuple)):
             preds = preds[-1]
         if isinstance(preds, dict):
-            raise TypeError(f"{type(self).__name__}: got a dict of outputs "
-                            f"({', '.join(map(str, preds))}); select the CTC tensor (e.g. with "
-                            f"DistillationCTCLabelDecode key/multi_head)")
+            # a MultiHead's training output {ctc, ctc_neck, sar|gtc}: decode its CTC branch
+            # (PaddleOCR's trainer special-cases this by loss name instead)
+            if "ctc" not in preds:
+                raise TypeError(f"{type(self).__name__}: got a dict of outputs "
+                                f"({', '.join(map(str, preds))}) without a 'ctc' entry; select "
+                                f"the CTC tensor (e.g. with DistillationCTCLabelDecode key)")
+            preds = preds["ctc"]
         preds_idx, preds_prob = self._argmax(preds, type(self).__name__)
         text = self.decode(preds_idx, preds_prob, is_remove_duplicate=True)
         if label is None:

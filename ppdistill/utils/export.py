@@ -37,7 +37,7 @@ def export_single(model, shape, save_prefix):
     if hasattr(model, "return_all_feats"):
         model.return_all_feats = False
     model.eval()
-    spec = [paddle.static.InputSpec(shape=shape, dtype="float32", name="x")]
+    spec = [paddle.static.InputSpec(shape=list(shape), dtype="float32", name="x")]
     static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
     paddle.jit.save(static_model, save_prefix)
     return [f for f in os.listdir(os.path.dirname(save_prefix) or ".")

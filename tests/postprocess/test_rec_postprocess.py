@@ -47,8 +47,12 @@ def test_ctc_decode_check_values(abcd):
 
 def test_ctc_default_alphabet_and_head_size():
     assert len(CTCLabelDecode().character) == 37
-    with pytest.raises(TypeError, match="dict"):
-        CTCLabelDecode()({"ctc": np.zeros((1, 2, 37))})
+    # a MultiHead training output decodes its CTC branch; a dict without one is an error
+    probs = np.zeros((1, 2, 37), dtype="float32")
+    probs[0, 0, 11] = probs[0, 1, 0] = 1.0
+    assert CTCLabelDecode()({"ctc": probs, "sar": np.zeros((1, 3, 39))}) == [("a", 1.0)]
+    with pytest.raises(TypeError, match="without a 'ctc' entry"):
+        CTCLabelDecode()({"sar": np.zeros((1, 2, 37))})
 
 
 def test_sar_decode_check_values(abcd):
