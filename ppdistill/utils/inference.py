@@ -1,5 +1,6 @@
 """Load exported models with ``paddle.inference`` (both file-format generations)."""
 import os
+import warnings
 
 import paddle
 
@@ -23,8 +24,9 @@ class InferenceModel:
     """A ``paddle.inference`` predictor: ``model(images) -> list of output arrays``.
 
     GPU when asked for and available, otherwise CPU with ``cpu_threads`` threads. oneDNN
-    (MKLDNN) is used for ``.pdmodel`` files but disabled for paddle 3's ``.json`` (PIR) files,
-    for which some paddle 3 CPU builds fail or give wrong results with oneDNN on.
+    (MKLDNN) is used for ``.pdmodel`` files but always disabled (with a warning if it was asked
+    for) for paddle 3's ``.json`` (PIR) files: paddle 3.3's CPU oneDNN executor fails on them
+    with ``ConvertPirAttribute2RuntimeAttribute not support``.
     """
 
     def __init__(self, model_dir, use_gpu=False, cpu_threads=2, enable_mkldnn=None, gpu_mem=500):
@@ -38,6 +40,11 @@ class InferenceModel:
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(int(cpu_threads))
+            if enable_mkldnn and model_file.endswith(".json"):
+                warnings.warn(f"{model_file}: oneDNN is disabled for paddle 3 (PIR) .json models "
+                              f"on the CPU: paddle 3.3's oneDNN executor cannot run their "
+                              f"attributes (ConvertPirAttribute2RuntimeAttribute)")
+                enable_mkldnn = False
             if enable_mkldnn is None:
                 enable_mkldnn = not model_file.endswith(".json")
             if enable_mkldnn:

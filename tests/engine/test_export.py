@@ -57,3 +57,20 @@ def test_input_shape_rec_height():
 def test_missing_model_dir_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no inference.json/inference.pdmodel"):
         find_model_files(str(tmp_path))
+
+
+def test_onednn_request_is_safe_for_both_formats(tmp_path):
+    """oneDNN asked for: used with .pdmodel files, refused with a warning for paddle 3 .json."""
+    cfg = distill_config()
+    model = build_model(cfg["Architecture"])
+    export_model(cfg, model, str(tmp_path), names=["Student"])
+    model_dir = os.path.join(str(tmp_path), "Student")
+    x = np.random.rand(1, 3, 16, 16).astype("float32")
+    if find_model_files(model_dir)[0].endswith(".json"):
+        with pytest.warns(UserWarning, match="oneDNN is disabled"):
+            runner = InferenceModel(model_dir, use_gpu=False, enable_mkldnn=True)
+    else:
+        runner = InferenceModel(model_dir, use_gpu=False, enable_mkldnn=True)
+    model.eval()
+    ref = model.Student(paddle.to_tensor(x))["maps"].numpy()
+    np.testing.assert_allclose(runner(x)[0], ref, atol=1e-5)

@@ -1,0 +1,431 @@
+"""Training speed / memory benchmark of ppdistill on generated data (CPU).
+
+    python benchmark/run.py                       # det CML + rec distillation, defaults below
+    python benchmark/run.py --task det --iters 6 --warmup 2 --repeat 3
+    python benchmark/run.py --task det --threads 1 --onednn 0 --workers 0   # paddle's defaults
+
+For each task a fresh child process (so peak memory is per task) builds the trainer from the
+shipped config with ``-o``-style overrides, runs ``--warmup`` training steps, then ``--iters``
+timed steps (data loading included), and prints: s/iter, images/s, the split of a step
+(reader / each sub-model's forward / loss / backward+update / rest), peak resident memory of
+the main process (and of DataLoader workers, if any), the loss values of the first steps, and
+the latency per image of the exported Student run with ``paddle.inference``. The parent prints
+the machine, versions and a summary against the PaddleOCR 2.8 reference numbers.
+
+CPU settings (applied in the child right after ``prepare_run``): ``--threads N`` calls
+``paddle.base.core.set_num_threads(N)`` (paddle pins ``OMP_NUM_THREADS=1`` at import);
+``--onednn 1`` sets ``FLAGS_use_mkldnn`` (oneDNN kernels in dygraph; only they use more than one
+thread). ``--threads 0`` / ``--onednn -1`` leave whatever the engine set.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+sys.path.insert(1, REPO)
+
+import sysinfo  # noqa: E402  (benchmark/sysinfo.py)
+
+RESULT_TAG = "BENCH_RESULT "
+
+#: PaddleOCR 2.8 on paddle 3.3.1, same kind of 2-core machine, one core used (from the issue).
+REFERENCE = {"det": {"s_per_iter": 6.4, "img_per_s": 0.62, "peak_rss_gb": 6.5},
+             "rec": {"s_per_iter": 14.9, "img_per_s": 2.1, "peak_rss_gb": 6.3}}
+TARGET_SPEEDUP, TARGET_MEMORY = 1.3, 0.70
+
+TASKS = {
+    "det": {"config": "configs/det/ch_PP-OCRv3_det_cml.yml", "batch": 4, "iters": 6,
+            "infer_shape": [1, 3, 544, 960]},
+    "rec": {"config": "configs/rec/ch_PP-OCRv3_rec_distillation.yml", "batch": 32, "iters": 6,
+            "infer_shape": [1, 3, 48, 320]},
+}
+
+
+# ----------------------------------------------------------------------------------- data
+def make_data(task, root):
+    """Generated data set for ``task`` under ``root`` (kept if already there)."""
+    if task == "det":
+        from ppdistill.demo.det_data import make_det_dataset
+        # ICDAR2015-sized images: IaaAugment resizes them 0.5-3x before the 320x320 crop.
+        make_det_dataset(root=root, num_train=64, num_test=2, image_size=(1280, 720), seed=0)
+    else:
+        from ppdistill.demo.rec_data import make_rec_dataset
+        make_rec_dataset(root=root, num_train=320, num_val=8, seed=0, with_lmdb=False)
+    return root
+
+
+def transform_index(config, section, name):
+    for index, entry in enumerate(config[section]["dataset"]["transforms"]):
+        if isinstance(entry, dict) and name in entry:
+            return index
+    raise KeyError(f"{section}.dataset.transforms has no {name}")
+
+
+def overrides(task, data_root, work_dir, workers):
+    """The ``-o`` overrides that turn the shipped config into the benchmark run."""
+    from ppdistill.utils.config import load_with_overrides
+    spec = TASKS[task]
+    base = load_with_overrides(os.path.join(REPO, spec["config"]), [])
+    data_root = data_root.rstrip("/") + "/"
+    if task == "det":
+        train_label, eval_label = "train_icdar2015_label.txt", "test_icdar2015_label.txt"
+    else:
+        train_label, eval_label = "train.txt", "val.txt"
+    opts = ["Global.use_gpu=false", "Global.distributed=false",
+            f"Global.save_model_dir={work_dir}/output", "Global.eval_batch_step=[0,100000000]",
+            "Global.print_batch_step=100000000",
+            f"Train.loader.batch_size_per_card={spec['batch']}",
+            f"Train.loader.num_workers={workers}", "Eval.loader.num_workers=0",
+            f"Train.dataset.data_dir={data_root}", f"Eval.dataset.data_dir={data_root}",
+            f"Train.dataset.label_file_list=[{data_root}{train_label}]",
+            f"Eval.dataset.label_file_list=[{data_root}{eval_label}]"]
+    if task == "det":
+        index = transform_index(base, "Train", "EastRandomCropData")
+        opts.append(f"Train.dataset.transforms.{index}.EastRandomCropData.size=[320,320]")
+    else:
+        index = transform_index(base, "Train", "RecResizeImg")
+        opts.append(f"Train.dataset.transforms.{index}.RecResizeImg.image_shape=[3,48,320]")
+    return opts
+
+
+# ---------------------------------------------------------------------------- the child
+def apply_cpu_settings(threads, onednn):
+    import paddle
+    if threads > 0:
+        paddle.base.core.set_num_threads(int(threads))
+    if onednn in (0, 1):
+        paddle.set_flags({"FLAGS_use_mkldnn": bool(onednn)})
+    return {"threads": threads if threads > 0 else "engine default",
+            "FLAGS_use_mkldnn": paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"],
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+
+
+class PhaseTimer:
+    """Wall time of each sub-model's forward, the loss and backward+update inside train_step."""
+
+    def __init__(self, trainer):
+        self.times = {}
+        model = trainer.model
+        for name in getattr(model, "model_name_list", None) or []:
+            sub = getattr(model, name)
+            sub.register_forward_pre_hook(self._pre(name))
+            sub.register_forward_post_hook(self._post(name))
+        loss_fn, step = trainer.loss_fn, trainer.amp.step
+        trainer.loss_fn = self._wrap("loss", loss_fn)
+        trainer.amp.step = self._wrap("backward+update", step)
+        self._starts = {}
+
+    def _pre(self, name):
+        def hook(layer, inputs):
+            self._starts[name] = time.perf_counter()
+        return hook
+
+    def _post(self, name):
+        def hook(layer, inputs, outputs):
+            self._add(f"fwd {name}", time.perf_counter() - self._starts.pop(name))
+        return hook
+
+    def _wrap(self, name, fn):
+        def wrapped(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._add(name, time.perf_counter() - start)
+        return wrapped
+
+    def _add(self, name, seconds):
+        self.times[name] = self.times.get(name, 0.0) + seconds
+
+    def take(self):
+        times, self.times = self.times, {}
+        return times
+
+
+def batches(loader):
+    while True:
+        yield from loader
+
+
+def inference_input(task, shape, data_root):
+    """A real generated image, resized and normalised to ``shape`` (N, C, H, W)."""
+    import cv2
+    import numpy as np
+    _, _, height, width = shape
+    if task == "det":
+        path = os.path.join(data_root, "ch4_test_images", "img_1.jpg")
+        image = cv2.resize(cv2.imread(path), (width, height)).astype("float32") / 255.0
+        image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    else:
+        path = os.path.join(data_root, "val", "word_0.png")
+        image = cv2.resize(cv2.imread(path), (width, height)).astype("float32") / 255.0
+        image = (image - 0.5) / 0.5
+    chw = image.transpose(2, 0, 1).astype("float32")
+    return np.ascontiguousarray(np.stack([chw] * shape[0]))
+
+
+def export_student(trainer, task, export_dir):
+    """Export the Student (dynamic H/W; fixed benchmark size if that fails)."""
+    from ppdistill.utils.export import export_model, export_single
+    model = getattr(trainer.model, "_layers", trainer.model)
+    try:
+        export_model(trainer.config, model, export_dir, names=["Student"])
+        return os.path.join(export_dir, "Student"), "dynamic H/W"
+    except Exception as exc:  # noqa: BLE001 - recorded in the result, benchmark goes on
+        shape = list(TASKS[task]["infer_shape"])
+        shape[0] = None
+        export_single(model.Student, shape, os.path.join(export_dir, "Student", "inference"))
+        return (os.path.join(export_dir, "Student"),
+                f"dynamic export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                f"exported with fixed input {shape}")
+
+
+def measure_inference(model_dir, x, threads, enable_mkldnn, runs=10):
+    from ppdistill.utils.inference import InferenceModel
+    model = InferenceModel(model_dir, use_gpu=False, cpu_threads=max(threads, 1),
+                           enable_mkldnn=enable_mkldnn)
+    for _ in range(2):
+        model(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - start) / x.shape[0])
+    return {"ms_per_image_median": round(1000 * statistics.median(times), 2),
+            "ms_per_image_min": round(1000 * min(times), 2),
+            "ms_per_image_max": round(1000 * max(times), 2),
+            "input": list(x.shape), "threads": max(threads, 1), "onednn": enable_mkldnn}
+
+
+def run_child(args):
+    task, spec = args.child, TASKS[args.child]
+    import paddle
+    from ppdistill.engine.launch import prepare_run
+    from ppdistill.engine.run import build_trainer
+    from ppdistill.utils.config import load_with_overrides
+
+    opts = overrides(task, args.data_dir, args.work_dir, args.workers)
+    config = load_with_overrides(os.path.join(REPO, spec["config"]), opts)
+    logger = prepare_run(config, "benchmark")
+    settings = apply_cpu_settings(args.threads, args.onednn)
+    build_start = time.perf_counter()
+    trainer = build_trainer(config, logger)
+    build_seconds = time.perf_counter() - build_start
+    rss_after_build = sysinfo.memory_snapshot()["main_rss_mib"]
+    phases = PhaseTimer(trainer)
+    trainer.model.train()
+    iters = args.iters or spec["iters"]
+    load = sysinfo.CpuLoad()
+    records, stream = [], batches(trainer.train_loader)
+    for step in range(args.warmup + iters):
+        if step == args.warmup:
+            load.start()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        batch = next(stream)
+        got_batch = time.perf_counter()
+        terms = trainer.train_step(batch)
+        end = time.perf_counter()
+        record = {"reader": got_batch - start, "step": end - got_batch, "wall": end - start,
+                  "cpu_main": time.process_time() - cpu_start, "batch": int(batch[0].shape[0]),
+                  "phases": phases.take(),
+                  "loss": {k: v for k, v in terms.items() if k != "lr"}}
+        records.append(record)
+        print(f"[{task}] step {step + 1}/{args.warmup + iters}"
+              f"{' (warm-up)' if step < args.warmup else ''}: {record['wall']:.2f} s "
+              f"(reader {record['reader']:.2f} s), loss {terms.get('loss', float('nan')):.6f}",
+              flush=True)
+    cpu_load = load.stop()
+    memory = sysinfo.memory_snapshot()
+    del stream  # lets DataLoader workers exit
+    timed = records[args.warmup:]
+    wall = [r["wall"] for r in timed]
+    images = sum(r["batch"] for r in timed)
+    phase_names = sorted({k for r in timed for k in r["phases"]})
+    phase_means = {k: statistics.mean(r["phases"].get(k, 0.0) for r in timed)
+                   for k in phase_names}
+    phase_means["reader"] = statistics.mean(r["reader"] for r in timed)
+    phase_means["rest of step"] = statistics.mean(r["wall"] for r in timed) - sum(
+        phase_means.values())
+    result = {
+        "task": task, "config": spec["config"], "overrides": opts, "cpu_settings": settings,
+        "workers": args.workers, "batch": spec["batch"], "warmup": args.warmup, "iters": iters,
+        "s_per_iter": statistics.mean(wall), "s_per_iter_min": min(wall),
+        "s_per_iter_max": max(wall), "img_per_s": images / sum(wall),
+        "cpu_s_per_iter_main": statistics.mean(r["cpu_main"] for r in timed),
+        "phases_s": {k: round(v, 3) for k, v in phase_means.items()},
+        "cpu_load": cpu_load, "build_s": round(build_seconds, 1),
+        "rss_after_build_mib": round(rss_after_build),
+        "peak_rss_main_mib": round(memory["main_peak_mib"]),
+        "peak_rss_workers_mib": [round(v) for v in memory["worker_peak_mib"].values()],
+        "first_losses": [r["loss"] for r in records[:args.show_losses]],
+        "versions": sysinfo.versions(),
+    }
+    if not args.no_infer:
+        result["inference"] = run_inference(trainer, task, spec, args)
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def run_inference(trainer, task, spec, args):
+    out = {}
+    try:
+        model_dir, how = export_student(trainer, task, os.path.join(args.work_dir, "export", task))
+        out["export"] = how
+        x = inference_input(task, spec["infer_shape"], args.data_dir)
+        out["default"] = measure_inference(model_dir, x, args.threads, None)
+        try:
+            out["onednn"] = measure_inference(model_dir, x, args.threads, True)
+        except Exception as exc:  # noqa: BLE001 - some paddle 3 builds refuse oneDNN on PIR
+            out["onednn"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        if task == "rec":
+            batch8 = inference_input(task, [8] + spec["infer_shape"][1:], args.data_dir)
+            out["default_batch8"] = measure_inference(model_dir, batch8, args.threads, None)
+    except Exception as exc:  # noqa: BLE001
+        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return out
+
+
+# --------------------------------------------------------------------------- the parent
+def child_command(task, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", task,
+           "--data-dir", os.path.join(args.data_root, task), "--work-dir",
+           os.path.join(args.work_root, task), "--warmup", str(args.warmup),
+           "--threads", str(args.threads), "--onednn", str(args.onednn),
+           "--workers", str(args.workers), "--show-losses", str(args.show_losses)]
+    if args.iters:
+        cmd += ["--iters", str(args.iters)]
+    if args.no_infer:
+        cmd.append("--no-infer")
+    return cmd
+
+
+def run_task(task, args):
+    """Run the child ``--repeat`` times; return the parsed results."""
+    results = []
+    for repeat in range(args.repeat):
+        print(f"=== {task} run {repeat + 1}/{args.repeat}", flush=True)
+        proc = subprocess.Popen(child_command(task, args), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        log_lines = []
+        for line in proc.stdout:
+            if line.startswith(RESULT_TAG):
+                results.append(json.loads(line[len(RESULT_TAG):]))
+            else:
+                log_lines.append(line)
+                if line.startswith(f"[{task}]"):
+                    print("  " + line.rstrip(), flush=True)
+        if proc.wait() != 0:
+            sys.stdout.write("".join(log_lines[-40:]))
+            raise SystemExit(f"{task}: benchmark child failed (exit {proc.returncode})")
+    return results
+
+
+def spread(values, fmt="{:.2f}"):
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return (fmt.format(statistics.median(values)) + " (min " + fmt.format(min(values)) +
+            ", max " + fmt.format(max(values)) + f", n={len(values)})")
+
+
+def losses_identical(results):
+    first = [r["first_losses"] for r in results]
+    worst = 0.0
+    for other in first[1:]:
+        for a, b in zip(first[0], other):
+            for key in a:
+                worst = max(worst, abs(a[key] - b.get(key, float("inf"))))
+    return worst
+
+
+def summarize(task, results):
+    ref = REFERENCE[task]
+    img = [r["img_per_s"] for r in results]
+    sec = [r["s_per_iter"] for r in results]
+    rss = [r["peak_rss_main_mib"] / 1024 for r in results]
+    first = results[0]
+    print(f"\n##### {task}: {first['config']}  batch {first['batch']}, warm-up {first['warmup']}, "
+          f"{first['iters']} timed iterations, DataLoader workers {first['workers']}")
+    print(f"cpu settings: {first['cpu_settings']}")
+    print(f"s/iter     : {spread(sec)}   (per-iteration min/max in run 1: "
+          f"{first['s_per_iter_min']:.2f}/{first['s_per_iter_max']:.2f})")
+    print(f"images/s   : {spread(img, '{:.3f}')}")
+    print(f"peak RSS   : {spread(rss)} GiB main process (ru_maxrss; after build "
+          f"{first['rss_after_build_mib'] / 1024:.2f} GiB)"
+          + (f"; workers {first['peak_rss_workers_mib']} MiB each" if first["peak_rss_workers_mib"]
+             else ""))
+    print("step split : " + ", ".join(f"{k} {v:.2f} s" for k, v in first["phases_s"].items()))
+    print("cpu load   : " + ", ".join(
+        f"run {i + 1}: own {r['cpu_load']['own_cores']} cores, others "
+        f"{r['cpu_load']['other_cores']}" for i, r in enumerate(results)))
+    for index, losses in enumerate(first["first_losses"]):
+        print(f"loss step {index + 1}: total {losses.get('loss'):.9f}  " + ", ".join(
+            f"{k} {v:.6f}" for k, v in losses.items() if k != "loss"))
+    if len(results) > 1:
+        print(f"first-step losses identical across runs: max |diff| = {losses_identical(results):.3g}")
+    infer = first.get("inference", {})
+    for key in ("export", "default", "onednn", "default_batch8", "error"):
+        if key in infer:
+            print(f"inference {key}: {infer[key]}")
+    speed = statistics.median(img) / ref["img_per_s"]
+    memory = statistics.median(rss) / ref["peak_rss_gb"]
+    print(f"vs PaddleOCR 2.8 ({ref['s_per_iter']} s/iter, {ref['img_per_s']} img/s, "
+          f"{ref['peak_rss_gb']} GB): speed x{speed:.2f} (target >= x{TARGET_SPEEDUP}: "
+          f"{'met' if speed >= TARGET_SPEEDUP else 'MISSED'}), memory {100 * memory:.0f}% "
+          f"(target <= {100 * TARGET_MEMORY:.0f}%: {'met' if memory <= TARGET_MEMORY else 'MISSED'})")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["det", "rec", "all"], default="all")
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations "
+                        "(default: 6 per task)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per task")
+    parser.add_argument("--threads", type=int, default=2, help="paddle CPU math threads "
+                        "(0 = leave the engine's setting)")
+    parser.add_argument("--onednn", type=int, default=1, choices=[-1, 0, 1],
+                        help="FLAGS_use_mkldnn for training (-1 = leave the engine's setting)")
+    parser.add_argument("--workers", type=int, default=0, help="Train.loader.num_workers")
+    parser.add_argument("--show-losses", type=int, default=3, help="loss values printed for "
+                        "the first N steps (warm-up included)")
+    parser.add_argument("--no-infer", action="store_true", help="skip the inference latency")
+    parser.add_argument("--data-root", default=os.path.join(tempfile.gettempdir(),
+                                                            "ppdistill_bench_data"))
+    parser.add_argument("--work-root", default=os.path.join(tempfile.gettempdir(),
+                                                            "ppdistill_bench_work"))
+    parser.add_argument("--json-out", default=None, help="append every run's result here")
+    parser.add_argument("--child", choices=list(TASKS), help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return run_child(args)
+    tasks = list(TASKS) if args.task == "all" else [args.task]
+    print("machine:", json.dumps(sysinfo.machine_info()))
+    print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
+    all_results = {}
+    for task in tasks:
+        make_data(task, os.path.join(args.data_root, task))
+        all_results[task] = run_task(task, args)
+    print("versions:", json.dumps(all_results[tasks[0]][0]["versions"]))
+    for task in tasks:
+        summarize(task, all_results[task])
+    if args.json_out:
+        with open(args.json_out, "a") as handle:
+            for task in tasks:
+                for result in all_results[task]:
+                    handle.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
