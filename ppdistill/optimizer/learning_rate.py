@@ -129,6 +129,8 @@ class Piecewise:
     """Piecewise constant: ``values[i]`` until step ``decay_epochs[i] * step_each_epoch``.
 
     ``values`` has one entry more than ``decay_epochs``; the warmup ends at ``values[0]``.
+    A list as long as ``decay_epochs`` (as in PaddleOCR's PP-OCRv2 rec configs) is accepted the
+    way paddle's PiecewiseDecay treats it: the last value also holds after the last boundary.
 
     YAML::
 
@@ -144,6 +146,8 @@ class Piecewise:
         if not isinstance(decay_epochs, (list, tuple)) or not isinstance(values, (list, tuple)):
             raise ValueError(f"decay_epochs and values must be lists, got {decay_epochs!r} and "
                               f"{values!r}")
+        if len(values) == len(decay_epochs) and values:
+            values = list(values) + [values[-1]]
         if len(values) != len(decay_epochs) + 1:
             raise ValueError(f"values needs one entry more than decay_epochs, got "
                               f"{len(values)} values for {len(decay_epochs)} decay_epochs")

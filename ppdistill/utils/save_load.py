@@ -328,10 +328,24 @@ def load_model(config, model, optimizer=None, model_type="det"):
         return _resume(os.fspath(checkpoints), model, optimizer)
     if pretrained:
         for path in pretrained if isinstance(pretrained, (list, tuple)) else [pretrained]:
-            load_pretrained_params(model, path)
+            report = load_pretrained_params(model, path)
+            if model_type == "rec":
+                _fail_on_shape_mismatch(report, "the recognition head does not fit the "
+                                        "dictionary (character_dict_path / use_space_char)")
         return {}
     logger.info("train from scratch")
     return {}
+
+
+def _fail_on_shape_mismatch(report, reason):
+    """Raise ConfigError naming both sizes when tensors matched by name but not by shape."""
+    if not report.shape_mismatched:
+        return
+    from ppdistill.registry import ConfigError
+    details = "; ".join(f"{key}: file {list(got)}, model {list(want)}"
+                        for key, want, got in report.shape_mismatched[:3])
+    raise ConfigError(f"{report.path}: {len(report.shape_mismatched)} tensor(s) have another "
+                      f"shape than the model built from the config ({details}): {reason}")
 
 
 def _resume(checkpoints, model, optimizer):
@@ -341,7 +355,9 @@ def _resume(checkpoints, model, optimizer):
         raise FileNotFoundError(f"{params_path}: checkpoint not found (Global.checkpoints)")
     params = safe_load(params_path, keep_name_table=True)
     name_table = params.pop(NAME_TABLE_KEY, None)
-    _load_state(model, params, params_path)
+    report = _load_state(model, params, params_path)
+    _fail_on_shape_mismatch(report, "a checkpoint resumes only the model it was saved from "
+                            "(same architecture and dictionary)")
     if optimizer is not None:
         if os.path.isfile(base + ".pdopt"):
             _load_optimizer_state(optimizer, base + ".pdopt", name_table, model)

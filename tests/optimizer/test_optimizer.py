@@ -85,6 +85,14 @@ def test_piecewise_boundaries_and_warmup():
         assert lr_at(schedule, step) == pytest.approx(value), step
 
 
+def test_piecewise_as_many_values_as_boundaries():
+    """PaddleOCR's PP-OCRv2 rec configs: decay_epochs [700, 800], values [0.001, 0.0001]."""
+    config = {"name": "Piecewise", "decay_epochs": [2, 4], "values": [0.1, 0.01]}
+    schedule = build_lr_scheduler(config, epochs=6, step_each_epoch=3)
+    for step, value in {0: 0.1, 6: 0.01, 12: 0.01, 17: 0.01}.items():
+        assert lr_at(schedule, step) == pytest.approx(value), step
+
+
 def test_linear_const_and_step():
     schedule = build_lr_scheduler({"name": "Linear", "learning_rate": 0.1, "end_lr": 0.0,
                                    "power": 1.0}, epochs=2, step_each_epoch=5)
@@ -136,7 +144,7 @@ def test_the_optimizer_follows_the_schedule():
      "Optimizer.clip_norm: expected a number > 0, got -1"),
     ({"name": "Momentum", "lr": {"learning_rate": 0.1}},
      "Optimizer: cannot build Momentum: .*momentum"),
-    ({"name": "Adam", "lr": {"name": "Piecewise", "decay_epochs": [1], "values": [0.1]}},
+    ({"name": "Adam", "lr": {"name": "Piecewise", "decay_epochs": [1, 2], "values": [0.1]}},
      "Optimizer.lr: cannot build Piecewise: values needs one entry more than decay_epochs"),
     ({"name": "Adam", "lr": {"name": "Cosine", "learning_rate": -0.1}},
      "Optimizer.lr: cannot build Cosine: learning_rate must be a number > 0"),
