@@ -163,11 +163,16 @@ def test_rec_aug_keeps_dtype_and_shape():
 
 
 def test_tia_warps_keep_the_picture_recognisable():
-    np.random.seed(3)
     img = np.zeros((32, 96, 3), np.uint8)
     cv2.putText(img, "ab12", (4, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
-    out = RecAug(tia_prob=1, crop_prob=0, reverse_prob=0, noise_prob=0, jitter_prob=0,
-                 blur_prob=0, hsv_aug_prob=0)({"image": img.copy()})["image"]
-    # a warp, not a replacement: the ink stays roughly where it was and keeps its amount
-    assert 0.4 < out.astype(float).sum() / img.astype(float).sum() < 1.6
-    assert np.corrcoef(out.reshape(-1), img.reshape(-1))[0, 1] > 0.2
+    aug = RecAug(tia_prob=1, crop_prob=0, reverse_prob=0, noise_prob=0, jitter_prob=0,
+                 blur_prob=0, hsv_aug_prob=0)
+    correlations = []
+    for seed in range(10):
+        np.random.seed(seed)
+        out = aug({"image": img.copy()})["image"]
+        # a warp, not a replacement: the ink stays roughly where it was and keeps its amount
+        assert 0.4 < out.astype(float).sum() / img.astype(float).sum() < 1.6
+        correlations.append(np.corrcoef(out.reshape(-1), img.reshape(-1))[0, 1])
+    # unrelated images correlate ~0; warped ones clearly positively (0.2-0.4 across OpenCV 4/5)
+    assert np.median(correlations) > 0.1 and min(correlations) > 0.0
