@@ -1,2 +1,6 @@
 """ppdistill: PaddlePaddle-native knowledge distillation for OCR."""
+# paddle 2.6's wheel and pyclipper's clash when pyclipper is loaded second (segfault in zlib's
+# inflateReset2 on import); loading pyclipper first avoids it. Import ppdistill before paddle.
+import pyclipper  # noqa: F401
+
 __version__ = "0.1.0"

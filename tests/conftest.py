@@ -1,4 +1,5 @@
 """Shared test fixtures: tiny registered toy components and deterministic tensors."""
+import ppdistill  # noqa: F401  (first: it loads pyclipper before paddle, see its __init__)
 import numpy as np
 import paddle
 import pytest
