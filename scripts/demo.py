@@ -24,9 +24,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: (full, --quick) settings
-DET_STEPS = {"teacher_iters": (60, 2), "cml_iters": (60, 2), "crop": (160, 64), "batch": (4, 2),
-             "eval_side": (320, 64)}
-REC_STEPS = {"iters": (40, 2), "batch": (16, 4)}
+DET_STEPS = {"teacher_iters": (40, 2), "cml_iters": (30, 2), "crop": (128, 64), "batch": (4, 2),
+             "eval_side": (256, 64)}
+REC_STEPS = {"iters": (30, 2), "batch": (8, 4)}
 
 
 def log(message):

@@ -73,6 +73,8 @@ def prepare_run(config, log_name="train"):
         paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().dev_id}")
     else:
         paddle.set_device("cpu")
+        from ppdistill.utils.cpu import configure_cpu_threads
+        configure_cpu_threads(logger)
     seed = int(global_cfg.get("seed", 1024))
     random.seed(seed)
     np.random.seed(seed)
