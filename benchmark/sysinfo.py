@@ -1,4 +1,4 @@
-"""Machine, versions, memory and CPU-load readings for the benchmark (Linux ``/proc``, no psutil)."""
+"""Machine, versions, memory and CPU-load readings for the benchmark (Linux /proc, no psutil)."""
 import os
 import platform
 import resource
