@@ -33,7 +33,8 @@ def build_trainer(config, logger):
     eval_loader = build_dataloader(config, "Eval", seed=seed) if config.get("Eval") else None
     loss_fn = build_loss(config["Loss"])
     check_loss_model_names(loss_fn, model)
-    logger.info(loss_fn.formula() if hasattr(loss_fn, "formula") else f"loss: {loss_fn}")
+    logger.info(loss_fn.formula() if hasattr(loss_fn, "formula")
+                else f"loss = {type(loss_fn).__name__}")
     optimizer, lr_scheduler = build_optimizer(
         config["Optimizer"], epochs=int(config["Global"].get("epoch_num", 1)),
         step_each_epoch=len(train_loader), model=model)

@@ -12,7 +12,8 @@ import numpy as np
 import paddle
 
 from ppdistill.registry import POSTPROCESS
-from ppdistill.utils.char_dict import is_right_to_left, load_characters, reverse_right_to_left
+from ppdistill.utils.char_dict import (is_right_to_left, load_characters, reverse_right_to_left,
+                                        sar_index_table)
 
 
 def to_numpy(value):
@@ -143,7 +144,6 @@ class SARLabelDecode(BaseRecLabelDecode):
           rm_symbol: true
     """
 
-    BEG_END, UNKNOWN, PADDING = "<BOS/EOS>", "<UKN>", "<PAD>"
     _SYMBOLS = re.compile("[^a-z0-9\u4e00-\u9fa5]")
 
     def __init__(self, character_dict_path=None, use_space_char=False, rm_symbol=False):
@@ -151,11 +151,7 @@ class SARLabelDecode(BaseRecLabelDecode):
         self.rm_symbol = bool(rm_symbol)
 
     def add_special_char(self, characters):
-        table = characters + [self.UNKNOWN, self.BEG_END, self.PADDING]
-        self.unknown_idx = len(table) - 3
-        self.start_idx = self.end_idx = len(table) - 2
-        self.padding_idx = len(table) - 1
-        return table
+        return sar_index_table(self, characters)
 
     def decode(self, text_index, text_prob=None):
         results = []

@@ -67,6 +67,20 @@ def load_characters(character_dict_path, use_space_char=False):
     return characters
 
 
+def sar_index_table(owner, characters):
+    """SAR's index table, shared by SARLabelEncode and SARLabelDecode.
+
+    ``characters + [<UKN>, <BOS/EOS>, <PAD>]``: unknown n, start = end n+1 (one shared index),
+    padding n+2. Sets ``unknown_idx``, ``start_idx``, ``end_idx`` and ``padding_idx`` on
+    ``owner`` and returns the table.
+    """
+    table = list(characters) + ["<UKN>", "<BOS/EOS>", "<PAD>"]
+    owner.unknown_idx = len(table) - 3
+    owner.start_idx = owner.end_idx = len(table) - 2
+    owner.padding_idx = len(table) - 1
+    return table
+
+
 def is_right_to_left(character_dict_path):
     """PaddleOCR's rule: a dictionary whose path contains ``arabic`` is read right to left."""
     return character_dict_path is not None and "arabic" in str(character_dict_path)

@@ -10,7 +10,7 @@ PaddleOCR exactly so labels, heads and checkpoints are interchangeable; the dict
 import numpy as np
 
 from ppdistill.registry import TRANSFORMS, ConfigError
-from ppdistill.utils.char_dict import load_characters
+from ppdistill.utils.char_dict import load_characters, sar_index_table
 
 
 class BaseRecLabelEncode:
@@ -110,19 +110,11 @@ class SARLabelEncode(BaseRecLabelEncode):
     YAML: ``- SARLabelEncode:``
     """
 
-    BEG_END = "<BOS/EOS>"
-    UNKNOWN = "<UKN>"
-    PADDING = "<PAD>"
-
     def __init__(self, max_text_length=None, character_dict_path=None, use_space_char=False):
         super().__init__(max_text_length, character_dict_path, use_space_char)
 
     def add_special_char(self, characters):
-        table = characters + [self.UNKNOWN, self.BEG_END, self.PADDING]
-        self.unknown_idx = len(table) - 3
-        self.start_idx = self.end_idx = len(table) - 2
-        self.padding_idx = len(table) - 1
-        return table
+        return sar_index_table(self, characters)
 
     def __call__(self, data):
         indices = self.encode(data["label"])
