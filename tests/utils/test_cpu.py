@@ -15,7 +15,7 @@ def test_threads_follow_the_avx2_path_and_user_settings(monkeypatch):
     calls = []
     import paddle
     monkeypatch.setattr(paddle.base.core, "set_num_threads", calls.append)
-    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu, "available_cores", lambda: 2)
     monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "4")
     monkeypatch.setattr(cpu, "USER_THREAD_SETTING", None)
     assert cpu.configure_cpu_threads() is None
