@@ -5,6 +5,7 @@ import paddle
 from paddle import nn
 
 from ppdistill.modeling.architectures.base_model import BaseModel
+from ppdistill.modeling.fast_conv import enable_fast_frozen_convs
 from ppdistill.registry import ConfigError, suggest
 
 _TOP_KEYS = ("name", "model_type", "algorithm", "Models")
@@ -28,6 +29,8 @@ class DistillationModel(nn.Layer):
       never updated. *Difference from PaddleOCR*, where a frozen teacher's BN statistics drift
       during training. The head keeps following the wrapper's mode, so a frozen teacher yields
       the same output layout (e.g. all three DB maps in training) as the trainable models.
+      On CPU its large-kernel (>= 5x5) stride-1 convolutions run through a faster shifted-GEMM
+      forward (``ppdistill.modeling.fast_conv``; ``PPDISTILL_FAST_CONV=0`` turns it off).
 
     YAML::
 
@@ -81,6 +84,7 @@ class DistillationModel(nn.Layer):
                 for param in model.parameters():
                     param.trainable = False
                     param.stop_gradient = True
+                enable_fast_frozen_convs(model)
                 self.frozen_names.add(name)
             self.add_sublayer(name, model)
             self.model_name_list.append(name)
