@@ -60,3 +60,14 @@ def configure_cpu_threads(logger=None):
     if logger:
         logger.info(f"CPU: MKL AVX2 path, {count} math threads (set OMP_NUM_THREADS to override)")
     return count
+
+
+def kernel_threads():
+    """Threads for ppdistill's own CPU kernels (``ppdistill.ops``): ``OMP_NUM_THREADS`` /
+    ``CPU_NUM`` if the user set one before importing paddle, else every available core."""
+    if USER_THREAD_SETTING:
+        try:
+            return max(1, int(USER_THREAD_SETTING))
+        except ValueError:
+            pass
+    return available_cores()

@@ -9,6 +9,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.ops import conv_bn_act
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = ["MobileNetV1Enhance", "ConvBNLayer", "DepthwiseSeparable", "SEModule"]
@@ -38,7 +39,8 @@ class ConvBNLayer(nn.Layer):
 
     Sub-layers ``_conv`` and ``_batch_norm``. The BatchNorm weight and bias carry their own
     ``L2Decay(0.0)``, so the optimizer's global weight decay does not apply to them (as in
-    PaddleOCR).
+    PaddleOCR). In CPU training, depthwise and 1x1 layers run as one fused node that keeps only
+    its input for backward (``ppdistill.ops.conv_bn_act``); the math is paddle's.
 
     Args:
         num_channels: input channels.
@@ -61,7 +63,8 @@ class ConvBNLayer(nn.Layer):
             bias_attr=paddle.ParamAttr(regularizer=no_decay))
 
     def forward(self, x):
-        return F.hardswish(self._batch_norm(self._conv(x)))
+        # CPU training: ppdistill's fused kernels, keeping only x for backward (ppdistill.ops)
+        return conv_bn_act(x, self._conv, self._batch_norm, "hardswish")
 
 
 class SEModule(nn.Layer):

@@ -1,0 +1,381 @@
+// Multi-threaded CPU kernels for the training hot spots of the MobileNet students (paddle custom
+// operators, compiled on first use by ppdistill/ops/loader.py).
+//
+//   ppdistill_depthwise_conv2d : NCHW depthwise convolution (groups == channels, multiplier 1),
+//                                any kernel / stride / zero padding, dilation 1. Paddle's own
+//                                CPU kernel runs one im2col + tiny GEMM per (image, channel) on
+//                                one thread.
+//   ppdistill_batch_norm_act   : training-mode BatchNorm (batch statistics, biased variance for
+//                                the running update, as paddle) fused with none / relu /
+//                                hardswish. Its backward recomputes the normalised value from
+//                                the input, so only the BN input is kept for backward (paddle
+//                                keeps BN input, BN output and activation output).
+//
+// Sums over a row use `omp simd` reductions (-fopenmp-simd: vector partial sums, no OpenMP
+// runtime), accumulated per row into doubles.
+// Work is split over channels (or image planes) across `threads` std::threads; every output
+// element is written by one thread only, so results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "paddle/extension.h"
+
+namespace {
+
+void parallel_for(int64_t count, int threads, const std::function<void(int64_t, int64_t)>& body) {
+  int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, count)));
+  if (workers == 1) {
+    body(0, count);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t chunk = (count + workers - 1) / workers;
+  for (int w = 1; w < workers; ++w) {
+    int64_t begin = w * chunk, end = std::min(count, begin + chunk);
+    if (begin < end) pool.emplace_back(body, begin, end);
+  }
+  body(0, std::min(count, chunk));
+  for (auto& t : pool) t.join();
+}
+
+void check_cpu_float(const paddle::Tensor& t, const char* op, const char* name) {
+  PD_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor");
+  PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, op, ": ", name, " must be float32");
+}
+
+// ------------------------------------------------------------------------- depthwise conv
+struct DwShape {
+  int64_t n, c, h, w, kh, kw, oh, ow;
+  int sh, sw, ph, pw;
+};
+
+DwShape dw_shape(const paddle::Tensor& x, const paddle::Tensor& weight, int sh, int sw, int ph,
+                 int pw) {
+  auto xs = x.shape();
+  auto ws = weight.shape();
+  PD_CHECK(xs.size() == 4 && ws.size() == 4, "ppdistill_depthwise_conv2d: needs NCHW input and "
+           "[C, 1, kh, kw] weight");
+  PD_CHECK(ws[0] == xs[1] && ws[1] == 1, "ppdistill_depthwise_conv2d: weight ", ws[0], "x",
+           ws[1], " does not match ", xs[1], " channels");
+  DwShape s{xs[0], xs[1], xs[2], xs[3], ws[2], ws[3], 0, 0, sh, sw, ph, pw};
+  s.oh = (s.h + 2 * ph - s.kh) / sh + 1;
+  s.ow = (s.w + 2 * pw - s.kw) / sw + 1;
+  PD_CHECK(s.oh > 0 && s.ow > 0, "ppdistill_depthwise_conv2d: empty output");
+  return s;
+}
+
+// Output columns [lo, hi) for which input column ow * sw - pw + j lies inside [0, w).
+inline void valid_columns(const DwShape& s, int64_t j, int64_t* lo, int64_t* hi) {
+  int64_t first = s.pw - j;  // ow * sw >= first
+  *lo = first <= 0 ? 0 : (first + s.sw - 1) / s.sw;
+  int64_t last = s.w - 1 + s.pw - j;  // ow * sw <= last
+  *hi = last < 0 ? 0 : std::min<int64_t>(s.ow, last / s.sw + 1);
+}
+
+std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                             int stride_h, int stride_w, int pad_h, int pad_w,
+                                             int threads) {
+  check_cpu_float(x, "ppdistill_depthwise_conv2d", "x");
+  check_cpu_float(weight, "ppdistill_depthwise_conv2d", "weight");
+  DwShape s = dw_shape(x, weight, stride_h, stride_w, pad_h, pad_w);
+  auto out = paddle::empty({s.n, s.c, s.oh, s.ow}, paddle::DataType::FLOAT32, x.place());
+  const float* xd = x.data<float>();
+  const float* wd = weight.data<float>();
+  float* od = out.data<float>();
+  parallel_for(s.n * s.c, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* in = xd + plane * s.h * s.w;
+      const float* k = wd + (plane % s.c) * s.kh * s.kw;
+      float* o = od + plane * s.oh * s.ow;
+      std::fill(o, o + s.oh * s.ow, 0.0f);
+      for (int64_t r = 0; r < s.oh; ++r) {
+        float* orow = o + r * s.ow;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          int64_t ih = r * s.sh - s.ph + i;
+          if (ih < 0 || ih >= s.h) continue;
+          const float* irow = in + ih * s.w;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            float kv = k[i * s.kw + j];
+            int64_t lo, hi;
+            valid_columns(s, j, &lo, &hi);
+            int64_t shift = j - s.pw;
+            if (s.sw == 1) {
+              const float* src = irow + shift;
+              for (int64_t c = lo; c < hi; ++c) orow[c] += kv * src[c];
+            } else {
+              for (int64_t c = lo; c < hi; ++c) orow[c] += kv * irow[c * s.sw + shift];
+            }
+          }
+        }
+      }
+    }
+  });
+  return {out};
+}
+
+std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                              const paddle::Tensor& grad_out, int stride_h,
+                                              int stride_w, int pad_h, int pad_w, int threads) {
+  DwShape s = dw_shape(x, weight, stride_h, stride_w, pad_h, pad_w);
+  auto grad_x = paddle::empty(x.shape(), paddle::DataType::FLOAT32, x.place());
+  auto grad_w = paddle::empty(weight.shape(), paddle::DataType::FLOAT32, x.place());
+  const float* xd = x.data<float>();
+  const float* wd = weight.data<float>();
+  const float* gd = grad_out.data<float>();
+  float* gxd = grad_x.data<float>();
+  float* gwd = grad_w.data<float>();
+  // One channel per task: its input-gradient planes and its kernel gradient (summed over the
+  // batch in a fixed order) belong to that task only.
+  parallel_for(s.c, threads, [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(s.kh * s.kw);
+    for (int64_t ch = begin; ch < end; ++ch) {
+      const float* k = wd + ch * s.kh * s.kw;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t b = 0; b < s.n; ++b) {
+        int64_t plane = b * s.c + ch;
+        const float* in = xd + plane * s.h * s.w;
+        const float* g = gd + plane * s.oh * s.ow;
+        float* gx = gxd + plane * s.h * s.w;
+        std::fill(gx, gx + s.h * s.w, 0.0f);
+        for (int64_t r = 0; r < s.oh; ++r) {
+          const float* grow = g + r * s.ow;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            int64_t ih = r * s.sh - s.ph + i;
+            if (ih < 0 || ih >= s.h) continue;
+            const float* irow = in + ih * s.w;
+            float* gxrow = gx + ih * s.w;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              float kv = k[i * s.kw + j];
+              int64_t lo, hi;
+              valid_columns(s, j, &lo, &hi);
+              int64_t shift = j - s.pw;
+              float dot = 0.0f;
+              if (s.sw == 1) {
+                const float* src = irow + shift;
+                float* dst = gxrow + shift;
+                for (int64_t c = lo; c < hi; ++c) dst[c] += kv * grow[c];
+#pragma omp simd reduction(+ : dot)
+                for (int64_t c = lo; c < hi; ++c) dot += grow[c] * src[c];
+              } else {
+                for (int64_t c = lo; c < hi; ++c) {
+                  gxrow[c * s.sw + shift] += kv * grow[c];
+                  dot += grow[c] * irow[c * s.sw + shift];
+                }
+              }
+              acc[i * s.kw + j] += dot;
+            }
+          }
+        }
+      }
+      for (int64_t t = 0; t < s.kh * s.kw; ++t) gwd[ch * s.kh * s.kw + t] = static_cast<float>(acc[t]);
+    }
+  });
+  return {grad_x, grad_w};
+}
+
+// ---------------------------------------------------------------- batch norm + activation
+enum Act { kNone = 0, kRelu = 1, kHardswish = 2 };
+
+template <typename Body>
+void with_activation(int act, Body body) {
+  // The activation becomes a compile-time constant inside the loops, so they vectorise.
+  if (act == kRelu) {
+    body(std::integral_constant<int, kRelu>());
+  } else if (act == kHardswish) {
+    body(std::integral_constant<int, kHardswish>());
+  } else {
+    body(std::integral_constant<int, kNone>());
+  }
+}
+
+inline float activate(float z, int act) {
+  if (act == kRelu) return z > 0.0f ? z : 0.0f;
+  if (act == kHardswish) return z * std::min(std::max(z + 3.0f, 0.0f), 6.0f) / 6.0f;
+  return z;
+}
+
+// d act / dz with paddle's conventions at the kinks (relu: 0 at 0; hardswish: the quadratic
+// branch on -3 < z < 3, 0 below, 1 from 3 up).
+inline float activate_grad(float z, int act) {
+  if (act == kRelu) return z > 0.0f ? 1.0f : 0.0f;
+  if (act == kHardswish) {
+    if (z + 3.0f <= 0.0f) return 0.0f;
+    if (z + 3.0f >= 6.0f) return 1.0f;
+    return (2.0f * z + 3.0f) / 6.0f;
+  }
+  return 1.0f;
+}
+
+struct BnShape {
+  int64_t n, c, hw;
+};
+
+BnShape bn_shape(const paddle::Tensor& x) {
+  auto xs = x.shape();
+  PD_CHECK(xs.size() >= 2, "ppdistill_batch_norm_act: needs N, C, ... input");
+  int64_t hw = 1;
+  for (size_t i = 2; i < xs.size(); ++i) hw *= xs[i];
+  return {xs[0], xs[1], hw};
+}
+
+std::vector<paddle::Tensor> BatchNormActForward(const paddle::Tensor& x, const paddle::Tensor& scale,
+                                                const paddle::Tensor& bias,
+                                                const paddle::Tensor& mean,
+                                                const paddle::Tensor& variance, float momentum,
+                                                float epsilon, int act, int threads) {
+  check_cpu_float(x, "ppdistill_batch_norm_act", "x");
+  BnShape s = bn_shape(x);
+  auto y = paddle::empty(x.shape(), paddle::DataType::FLOAT32, x.place());
+  auto saved_mean = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  auto saved_inv_std = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  auto mean_out = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  auto variance_out = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  const float* xd = x.data<float>();
+  const float* gamma = scale.data<float>();
+  const float* beta = bias.data<float>();
+  const float* run_mean = mean.data<float>();
+  const float* run_var = variance.data<float>();
+  float* yd = y.data<float>();
+  float* sm = saved_mean.data<float>();
+  float* si = saved_inv_std.data<float>();
+  float* mo = mean_out.data<float>();
+  float* vo = variance_out.data<float>();
+  const double count = static_cast<double>(s.n * s.hw);
+  parallel_for(s.c, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < s.n; ++b) {
+        const float* p = xd + (b * s.c + ch) * s.hw;
+        float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+        for (int64_t t = 0; t < s.hw; ++t) part += p[t];
+        sum += part;
+      }
+      const float mu = static_cast<float>(sum / count);
+      double sq = 0.0;
+      for (int64_t b = 0; b < s.n; ++b) {
+        const float* p = xd + (b * s.c + ch) * s.hw;
+        float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+        for (int64_t t = 0; t < s.hw; ++t) {
+          float d = p[t] - mu;
+          part += d * d;
+        }
+        sq += part;
+      }
+      const float var = static_cast<float>(sq / count);
+      const float inv_std = 1.0f / std::sqrt(var + epsilon);
+      const float a = gamma[ch] * inv_std, c0 = beta[ch] - mu * a;
+      with_activation(act, [&](auto tag) {
+        constexpr int kAct = decltype(tag)::value;
+        for (int64_t b = 0; b < s.n; ++b) {
+          const float* p = xd + (b * s.c + ch) * s.hw;
+          float* q = yd + (b * s.c + ch) * s.hw;
+          for (int64_t t = 0; t < s.hw; ++t) q[t] = activate(p[t] * a + c0, kAct);
+        }
+      });
+      sm[ch] = mu;
+      si[ch] = inv_std;
+      mo[ch] = run_mean[ch] * momentum + mu * (1.0f - momentum);
+      vo[ch] = run_var[ch] * momentum + var * (1.0f - momentum);
+    }
+  });
+  return {y, saved_mean, saved_inv_std, mean_out, variance_out};
+}
+
+std::vector<paddle::Tensor> BatchNormActBackward(const paddle::Tensor& x,
+                                                 const paddle::Tensor& scale,
+                                                 const paddle::Tensor& bias,
+                                                 const paddle::Tensor& saved_mean,
+                                                 const paddle::Tensor& saved_inv_std,
+                                                 const paddle::Tensor& grad_y, int act,
+                                                 int threads) {
+  BnShape s = bn_shape(x);
+  auto grad_x = paddle::empty(x.shape(), paddle::DataType::FLOAT32, x.place());
+  auto grad_scale = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  auto grad_bias = paddle::empty({s.c}, paddle::DataType::FLOAT32, x.place());
+  const float* xd = x.data<float>();
+  const float* gamma = scale.data<float>();
+  const float* beta = bias.data<float>();
+  const float* sm = saved_mean.data<float>();
+  const float* si = saved_inv_std.data<float>();
+  const float* gy = grad_y.data<float>();
+  float* gx = grad_x.data<float>();
+  float* gs = grad_scale.data<float>();
+  float* gb = grad_bias.data<float>();
+  const double count = static_cast<double>(s.n * s.hw);
+  parallel_for(s.c, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      const float mu = sm[ch], inv_std = si[ch], g = gamma[ch], be = beta[ch];
+      double sum_dz = 0.0, sum_dz_xhat = 0.0;
+      with_activation(act, [&](auto tag) {
+        constexpr int kAct = decltype(tag)::value;
+        for (int64_t b = 0; b < s.n; ++b) {
+          const float* p = xd + (b * s.c + ch) * s.hw;
+          const float* d = gy + (b * s.c + ch) * s.hw;
+          float part_dz = 0.0f, part_dzx = 0.0f;
+#pragma omp simd reduction(+ : part_dz, part_dzx)
+          for (int64_t t = 0; t < s.hw; ++t) {
+            float xhat = (p[t] - mu) * inv_std;
+            float dz = d[t] * activate_grad(g * xhat + be, kAct);
+            part_dz += dz;
+            part_dzx += dz * xhat;
+          }
+          sum_dz += part_dz;
+          sum_dz_xhat += part_dzx;
+        }
+      });
+      gs[ch] = static_cast<float>(sum_dz_xhat);
+      gb[ch] = static_cast<float>(sum_dz);
+      const float mean_dz = static_cast<float>(sum_dz / count);
+      const float mean_dzx = static_cast<float>(sum_dz_xhat / count);
+      const float k = g * inv_std;
+      with_activation(act, [&](auto tag) {
+        constexpr int kAct = decltype(tag)::value;
+        for (int64_t b = 0; b < s.n; ++b) {
+          const float* p = xd + (b * s.c + ch) * s.hw;
+          const float* d = gy + (b * s.c + ch) * s.hw;
+          float* q = gx + (b * s.c + ch) * s.hw;
+          for (int64_t t = 0; t < s.hw; ++t) {
+            float xhat = (p[t] - mu) * inv_std;
+            float dz = d[t] * activate_grad(g * xhat + be, kAct);
+            q[t] = k * (dz - mean_dz - xhat * mean_dzx);
+          }
+        }
+      });
+    }
+  });
+  return {grad_x, grad_scale, grad_bias};
+}
+
+}  // namespace
+
+// Plain operators (no autograd links): ppdistill/ops/functional.py wires them into paddle's
+// autograd with a PyLayer that recomputes the convolution in backward.
+PD_BUILD_OP(ppdistill_depthwise_conv2d_forward)
+    .Inputs({"X", "W"})
+    .Outputs({"Out"})
+    .Attrs({"stride_h: int", "stride_w: int", "pad_h: int", "pad_w: int", "threads: int"})
+    .SetKernelFn(PD_KERNEL(DepthwiseForward));
+
+PD_BUILD_OP(ppdistill_depthwise_conv2d_backward)
+    .Inputs({"X", "W", "GradOut"})
+    .Outputs({"GradX", "GradW"})
+    .Attrs({"stride_h: int", "stride_w: int", "pad_h: int", "pad_w: int", "threads: int"})
+    .SetKernelFn(PD_KERNEL(DepthwiseBackward));
+
+PD_BUILD_OP(ppdistill_batch_norm_act_forward)
+    .Inputs({"X", "Scale", "Bias", "Mean", "Variance"})
+    .Outputs({"Y", "SavedMean", "SavedInvStd", "MeanOut", "VarianceOut"})
+    .Attrs({"momentum: float", "epsilon: float", "act: int", "threads: int"})
+    .SetKernelFn(PD_KERNEL(BatchNormActForward));
+
+PD_BUILD_OP(ppdistill_batch_norm_act_backward)
+    .Inputs({"X", "Scale", "Bias", "SavedMean", "SavedInvStd", "GradY"})
+    .Outputs({"GradX", "GradScale", "GradBias"})
+    .Attrs({"act: int", "threads: int"})
+    .SetKernelFn(PD_KERNEL(BatchNormActBackward));
