@@ -8,6 +8,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ppdistill.ops import dml_softmax_sum
 from ppdistill.registry import LOSSES, ConfigError, suggest
 
 
@@ -90,6 +91,9 @@ class DMLLoss(nn.Layer):
     :class:`KLJSLoss` with ``eps=1e-5``, averaged over axes 1 and 2: a per-sample vector ``[B]``
     for ``[B,H,W]`` inputs, exactly as PaddleOCR; the distillation wrappers reduce it to its mean.
 
+    On CPU, ``act: softmax`` with ``use_log`` runs as one fused kernel that keeps only the two
+    logits for backward (``ppdistill.ops.dml_softmax_sum``; same value up to float rounding).
+
     YAML: ``{name: DMLLoss, act: softmax, use_log: true}``
     """
 
@@ -110,6 +114,10 @@ class DMLLoss(nn.Layer):
         return x
 
     def forward(self, out1, out2):
+        if self.use_log and self.act == "softmax":
+            fused = dml_softmax_sum(out1, out2)  # CPU: one kernel, keeps only the logits
+            if fused is not None:
+                return fused / (2.0 * out1.shape[0])
         p1, p2 = self._activate(out1), self._activate(out2)
         if self.use_log:
             return (_kd_term(paddle.log(p1), p2) + _kd_term(paddle.log(p2), p1)) / 2.0

@@ -352,6 +352,108 @@ std::vector<paddle::Tensor> BatchNormActBackward(const paddle::Tensor& x,
   return {grad_x, grad_scale, grad_bias};
 }
 
+
+// ------------------------------------------------- mutual-learning (DML) loss on softmax rows
+// S = sum over rows and classes of  q (log(q + eps) - log p) + p (log(p + eps) - log q),
+// p = softmax(x) + eps, q = softmax(y) + eps: the sum inside PaddleOCR's DMLLoss(act=softmax,
+// use_log=True), which divides it by 2 * batch. Its backward recomputes the softmaxes from the
+// logits, so nothing but x and y is kept (autograd through paddle ops keeps ~10 tensors of the
+// logits' size).
+struct RowShape {
+  int64_t rows, classes;
+};
+
+RowShape row_shape(const paddle::Tensor& x, const paddle::Tensor& y) {
+  PD_CHECK(x.shape() == y.shape(), "ppdistill_dml_softmax: both inputs need the same shape");
+  auto xs = x.shape();
+  PD_CHECK(!xs.empty() && xs.back() > 0, "ppdistill_dml_softmax: empty class axis");
+  return {x.numel() / xs.back(), xs.back()};
+}
+
+void softmax_row(const float* in, int64_t k, float* out) {
+  float top = in[0];
+  for (int64_t j = 1; j < k; ++j) top = std::max(top, in[j]);
+  float total = 0.0f;
+  for (int64_t j = 0; j < k; ++j) {
+    out[j] = std::exp(in[j] - top);
+    total += out[j];
+  }
+  const float inv = 1.0f / total;
+  for (int64_t j = 0; j < k; ++j) out[j] *= inv;
+}
+
+std::vector<paddle::Tensor> DmlSoftmaxForward(const paddle::Tensor& x, const paddle::Tensor& y,
+                                              float eps, int threads) {
+  check_cpu_float(x, "ppdistill_dml_softmax", "x");
+  check_cpu_float(y, "ppdistill_dml_softmax", "y");
+  RowShape s = row_shape(x, y);
+  auto loss = paddle::empty({1}, paddle::DataType::FLOAT32, x.place());
+  const float* xd = x.data<float>();
+  const float* yd = y.data<float>();
+  std::vector<double> partial(static_cast<size_t>(std::max(1, threads)), 0.0);
+  int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, s.rows)));
+  int64_t chunk = (s.rows + workers - 1) / workers;
+  parallel_for(workers, workers, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(s.classes), q(s.classes);
+    for (int64_t w = begin; w < end; ++w) {
+      double acc = 0.0;
+      for (int64_t r = w * chunk; r < std::min(s.rows, (w + 1) * chunk); ++r) {
+        softmax_row(xd + r * s.classes, s.classes, p.data());
+        softmax_row(yd + r * s.classes, s.classes, q.data());
+        double row = 0.0;
+        for (int64_t j = 0; j < s.classes; ++j) {
+          const float pj = p[j] + eps, qj = q[j] + eps;
+          row += qj * (std::log(qj + eps) - std::log(pj)) + pj * (std::log(pj + eps) - std::log(qj));
+        }
+        acc += row;
+      }
+      partial[w] = acc;
+    }
+  });
+  double total = 0.0;
+  for (int w = 0; w < workers; ++w) total += partial[w];
+  loss.data<float>()[0] = static_cast<float>(total);
+  return {loss};
+}
+
+std::vector<paddle::Tensor> DmlSoftmaxBackward(const paddle::Tensor& x, const paddle::Tensor& y,
+                                               const paddle::Tensor& grad_loss, float eps,
+                                               int threads) {
+  RowShape s = row_shape(x, y);
+  auto grad_x = paddle::empty(x.shape(), paddle::DataType::FLOAT32, x.place());
+  auto grad_y = paddle::empty(y.shape(), paddle::DataType::FLOAT32, y.place());
+  const float* xd = x.data<float>();
+  const float* yd = y.data<float>();
+  const float scale = grad_loss.data<float>()[0];
+  float* gxd = grad_x.data<float>();
+  float* gyd = grad_y.data<float>();
+  parallel_for(s.rows, threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(s.classes), q(s.classes);
+    for (int64_t r = begin; r < end; ++r) {
+      softmax_row(xd + r * s.classes, s.classes, p.data());
+      softmax_row(yd + r * s.classes, s.classes, q.data());
+      float* gx = gxd + r * s.classes;
+      float* gy = gyd + r * s.classes;
+      float dot_x = 0.0f, dot_y = 0.0f;
+      for (int64_t j = 0; j < s.classes; ++j) {
+        const float pj = p[j] + eps, qj = q[j] + eps;
+        const float log_p = std::log(pj), log_q = std::log(qj);
+        // dS/dp and dS/dq per element (p and q are the softmaxes plus eps)
+        gx[j] = scale * (std::log(pj + eps) + pj / (pj + eps) - log_q - qj / pj);
+        gy[j] = scale * (std::log(qj + eps) + qj / (qj + eps) - log_p - pj / qj);
+        dot_x += p[j] * gx[j];
+        dot_y += q[j] * gy[j];
+      }
+      // through the softmax: g_x = s * (g - <s, g>)
+      for (int64_t j = 0; j < s.classes; ++j) {
+        gx[j] = p[j] * (gx[j] - dot_x);
+        gy[j] = q[j] * (gy[j] - dot_y);
+      }
+    }
+  });
+  return {grad_x, grad_y};
+}
+
 }  // namespace
 
 // Plain operators (no autograd links): ppdistill/ops/functional.py wires them into paddle's
@@ -379,3 +481,15 @@ PD_BUILD_OP(ppdistill_batch_norm_act_backward)
     .Outputs({"GradX", "GradScale", "GradBias"})
     .Attrs({"act: int", "threads: int"})
     .SetKernelFn(PD_KERNEL(BatchNormActBackward));
+
+PD_BUILD_OP(ppdistill_dml_softmax_forward)
+    .Inputs({"X", "Y"})
+    .Outputs({"Loss"})
+    .Attrs({"eps: float", "threads: int"})
+    .SetKernelFn(PD_KERNEL(DmlSoftmaxForward));
+
+PD_BUILD_OP(ppdistill_dml_softmax_backward)
+    .Inputs({"X", "Y", "GradLoss"})
+    .Outputs({"GradX", "GradY"})
+    .Attrs({"eps: float", "threads: int"})
+    .SetKernelFn(PD_KERNEL(DmlSoftmaxBackward));

@@ -155,3 +155,38 @@ def conv_bn_act(x, conv, bn, act=None):
     if fused_path_applies(x, conv, bn):
         return _ConvBNActFunction.apply(x, conv.weight, bn.weight, bn.bias, conv, bn, act)
     return _paddle_activation(bn(conv(x)), act)
+
+
+class _DmlSoftmaxFunction(PyLayer):
+    """Sum of PaddleOCR's two softmax KD terms as one node that keeps only the two logits."""
+
+    @staticmethod
+    def forward(ctx, x, y, eps):
+        ctx.needs_grad = (not x.stop_gradient, not y.stop_gradient)
+        x, y = _contiguous(x), _contiguous(y)
+        ctx.eps = eps
+        ctx.save_for_backward(x, y)
+        total = cpu_kernels().ppdistill_dml_softmax_forward(x, y, float(eps), kernel_threads())
+        return total.reshape([])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensor()
+        grad_x, grad_y = cpu_kernels().ppdistill_dml_softmax_backward(
+            x, y, grad.reshape([1]), float(ctx.eps), kernel_threads())
+        return tuple(g if need else None for g, need in zip((grad_x, grad_y), ctx.needs_grad))
+
+
+def dml_softmax_sum(x, y, eps=1e-10):
+    """``sum(q * (log(q + eps) - log p) + p * (log(p + eps) - log q))`` with ``p = softmax(x) +
+    eps`` and ``q = softmax(y) + eps`` over the last axis, as a 0-D tensor, from the fused CPU
+    kernel; None when it does not apply (then compute it with paddle ops).
+
+    ``DMLLoss(act="softmax", use_log=True)`` divides it by ``2 * batch``. Autograd through paddle
+    ops keeps about ten tensors of the logits' size for backward; this keeps the two logits.
+    """
+    if not (paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
+            and y.dtype == paddle.float32 and list(x.shape) == list(y.shape) and len(x.shape) >= 1
+            and cpu_kernels() is not None):
+        return None
+    return _DmlSoftmaxFunction.apply(x, y, eps)
