@@ -39,6 +39,11 @@ def export_single(model, shape, save_prefix):
     model.eval()
     spec = [paddle.static.InputSpec(shape=list(shape), dtype="float32", name="x")]
     static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+    # A program of the other format left by an earlier export (paddle 2.x .pdmodel vs paddle 3
+    # .json) would not match the new weights: remove both before saving.
+    for suffix in (".json", ".pdmodel"):
+        if os.path.isfile(save_prefix + suffix):
+            os.remove(save_prefix + suffix)
     paddle.jit.save(static_model, save_prefix)
     return [f for f in os.listdir(os.path.dirname(save_prefix) or ".")
             if f.startswith(os.path.basename(save_prefix))]

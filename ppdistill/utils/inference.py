@@ -7,15 +7,22 @@ import paddle
 
 def find_model_files(model_dir):
     """``(model_file, params_file)`` in ``model_dir``: ``inference.json`` (paddle 3 / PIR) or
-    ``inference.pdmodel`` (paddle 2.x), with ``inference.pdiparams``."""
+    ``inference.pdmodel`` (paddle 2.x), with ``inference.pdiparams``.
+
+    Paddle 2.x cannot read ``.json`` programs, so it only takes ``.pdmodel``. If both files are
+    there (a directory exported by both generations), paddle 3 takes the newer one.
+    """
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: model directory not found (export one with "
                                 f"tools/export_model.py)")
     params = os.path.join(model_dir, "inference.pdiparams")
-    for name in ("inference.json", "inference.pdmodel"):
-        model_file = os.path.join(model_dir, name)
-        if os.path.isfile(model_file) and os.path.isfile(params):
-            return model_file, params
+    names = ["inference.json", "inference.pdmodel"]
+    if int(paddle.__version__.split(".")[0]) == 2:
+        names = ["inference.pdmodel"]
+    candidates = [os.path.join(model_dir, name) for name in names]
+    candidates = [path for path in candidates if os.path.isfile(path)]
+    if candidates and os.path.isfile(params):
+        return max(candidates, key=os.path.getmtime), params
     raise FileNotFoundError(f"{model_dir}: no inference.json/inference.pdmodel with "
                             f"inference.pdiparams (found: {', '.join(sorted(os.listdir(model_dir)))})")
 

@@ -74,3 +74,34 @@ def test_onednn_request_is_safe_for_both_formats(tmp_path):
     model.eval()
     ref = model.Student(paddle.to_tensor(x))["maps"].numpy()
     np.testing.assert_allclose(runner(x)[0], ref, atol=1e-5)
+
+
+def test_re_export_removes_the_other_format_and_the_loader_picks_a_readable_file(tmp_path):
+    """A directory exported by paddle 3 (.json) and then paddle 2.x (.pdmodel), or the reverse,
+    must not hand the stale program to the predictor (paddle 2.6 crashed on a stale .json)."""
+    cfg = distill_config()
+    model = build_model(cfg["Architecture"])
+    model_dir = os.path.join(str(tmp_path), "Student")
+    os.makedirs(model_dir)
+    for stale in ("inference.json", "inference.pdmodel"):
+        with open(os.path.join(model_dir, stale), "w") as handle:
+            handle.write("stale")
+    export_model(cfg, model, str(tmp_path), names=["Student"])
+    programs = [f for f in os.listdir(model_dir) if f.endswith((".json", ".pdmodel"))]
+    assert len(programs) == 1, programs  # only the one this paddle wrote
+    model_file, _ = find_model_files(model_dir)
+    assert os.path.basename(model_file) == programs[0]
+
+
+def test_loader_takes_the_newer_program_or_the_only_readable_one(tmp_path, monkeypatch):
+    for name, age in (("inference.json", 100), ("inference.pdmodel", 0), ("inference.pdiparams", 0)):
+        path = os.path.join(str(tmp_path), name)
+        with open(path, "w") as handle:
+            handle.write("x")
+        os.utime(path, (1_700_000_000 - age, 1_700_000_000 - age))
+    monkeypatch.setattr(paddle, "__version__", "3.3.1")
+    assert find_model_files(str(tmp_path))[0].endswith("inference.pdmodel")
+    os.utime(os.path.join(str(tmp_path), "inference.json"), (1_800_000_000, 1_800_000_000))
+    assert find_model_files(str(tmp_path))[0].endswith("inference.json")
+    monkeypatch.setattr(paddle, "__version__", "2.6.2")
+    assert find_model_files(str(tmp_path))[0].endswith("inference.pdmodel")
