@@ -1,6 +1,7 @@
 """Conv -> BatchNorm -> activation for training on CPU, with ppdistill's kernels.
 
 :func:`conv_bn_act` computes ``act(bn(conv(x)))`` for an ``nn.Conv2D`` and an ``nn.BatchNorm2D``
+or ``nn.BatchNorm``
 (the layers themselves, so parameter names, initialisation and ``state_dict`` stay paddle's).
 In training mode on CPU it runs as one autograd node (a ``PyLayer``):
 
@@ -18,6 +19,11 @@ convs costs about one extra backbone convolution pass (a few hundred ms per step
 Everything else (GPU, static graph / export, eval-mode BatchNorm, dtypes other than float32,
 unusual conv or BN settings, no C++ compiler, ``PPDISTILL_CPU_KERNELS=0``) takes paddle's own
 ops. Results equal paddle's up to float32 rounding (tests/ops). Speeds: benchmark/ops_bench.py.
+
+Limitation (paddle's, for every ``PyLayer``): ``paddle.grad(out, inputs)`` with ``inputs`` a
+subset of the tensors the node depends on fails ("backward function should return None at
+position ..."); ``loss.backward()`` and ``paddle.grad`` over all of them work. Set
+``PPDISTILL_CPU_KERNELS=0`` for code that needs partial ``paddle.grad`` through these layers.
 """
 import paddle
 import paddle.nn.functional as F
@@ -65,12 +71,25 @@ def is_pointwise(conv):
             and _symmetric_padding(conv) == [0, 0])
 
 
+def _batch_norm_in_batch_stats_mode(bn):
+    """An NCHW ``nn.BatchNorm2D`` / ``nn.BatchNorm`` (no fused act) normalising with batch
+    statistics, i.e. in training mode without ``use_global_stats``."""
+    if type(bn) is nn.BatchNorm2D:
+        layout = bn._data_format
+    elif type(bn) is nn.BatchNorm:
+        if bn._act is not None or getattr(bn, "_trainable_statistics", False):
+            return False
+        layout = bn._data_layout
+    else:
+        return False
+    return (layout == "NCHW" and bn.training and not getattr(bn, "_use_global_stats", None)
+            and bn.weight is not None and bn.bias is not None)
+
+
 def fused_path_applies(x, conv, bn):
     """Whether :func:`conv_bn_act` runs the fused CPU path for this call."""
     return (paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
-            and len(x.shape) == 4 and bn.training and not getattr(bn, "_use_global_stats", None)
-            and type(bn) is nn.BatchNorm2D and bn._data_format == "NCHW"
-            and bn.weight is not None and bn.bias is not None
+            and len(x.shape) == 4 and _batch_norm_in_batch_stats_mode(bn)
             and (is_depthwise(conv) or is_pointwise(conv)) and cpu_kernels() is not None)
 
 

@@ -110,3 +110,30 @@ def test_kernels_build_where_a_compiler_exists():
     if not (shutil.which("c++") or shutil.which("g++")):
         pytest.skip("no C++ compiler on this machine")
     assert cpu_kernels() is not None, loader.unavailable_reason()
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel,groups,act", [(3, 4, "relu"), (1, 1, "hardswish"), (5, 4, None)])
+def test_legacy_batch_norm_layer_is_fused_too(kernel, groups, act):
+    """nn.BatchNorm (the MobileNetV3 detection backbone's) takes the same fused path."""
+    layers = []
+    for _ in range(2):
+        paddle.seed(9)
+        conv = nn.Conv2D(4, 4, kernel, padding=kernel // 2, groups=groups, bias_attr=False)
+        bn = nn.BatchNorm(num_channels=4, act=None)
+        layers.append((conv, bn))
+    (conv_a, bn_a), (conv_b, bn_b) = layers
+    x = paddle.randn([2, 4, 7, 7])
+    x.stop_gradient = False
+    assert fused_path_applies(x, conv_b, bn_b)
+    expected = reference(x, conv_a, bn_a, act)
+    got = conv_bn_act(x, conv_b, bn_b, act)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    # every input: paddle.grad over a subset fails through any PyLayer (a paddle limitation)
+    grads_a = paddle.grad(expected.sum(), [x, conv_a.weight, bn_a.weight, bn_a.bias])
+    grads_b = paddle.grad(got.sum(), [x, conv_b.weight, bn_b.weight, bn_b.bias])
+    for want, have in zip(grads_a, grads_b):
+        np.testing.assert_allclose(have.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn_b._variance.numpy(), bn_a._variance.numpy(), rtol=1e-6)
+    bn_b.eval()
+    assert not fused_path_applies(x, conv_b, bn_b)

@@ -7,6 +7,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.ops import conv_bn_act
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = ["MobileNetV3", "ConvBNLayer", "ResidualUnit", "SEModule", "make_divisible"]
@@ -66,14 +67,6 @@ def make_divisible(v, divisor=8, min_value=None):
     return new_v
 
 
-def _activate(x, act):
-    if act == "relu":
-        return F.relu(x)
-    if act == "hardswish":
-        return F.hardswish(x)
-    raise ConfigError(f"unknown activation {act!r} (expected one of {', '.join(ACTIVATIONS)})")
-
-
 class ConvBNLayer(nn.Layer):
     """Conv2D (no bias) -> BatchNorm -> optional relu/hardswish. Sub-layers ``conv``, ``bn``.
 
@@ -81,6 +74,9 @@ class ConvBNLayer(nn.Layer):
         in_channels, out_channels, kernel_size, stride, padding, groups: as for ``nn.Conv2D``.
         if_act: apply ``act`` after the BatchNorm.
         act: ``"relu"`` or ``"hardswish"`` (x * relu6(x + 3) / 6).
+
+    In CPU training, depthwise and 1x1 layers run as one fused node that keeps only its input
+    for backward (``ppdistill.ops.conv_bn_act``); the math is paddle's.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, groups=1,
@@ -96,8 +92,8 @@ class ConvBNLayer(nn.Layer):
         self.bn = nn.BatchNorm(num_channels=out_channels, act=None)
 
     def forward(self, x):
-        x = self.bn(self.conv(x))
-        return _activate(x, self.act) if self.if_act else x
+        # CPU training: ppdistill's fused kernels, keeping only x for backward (ppdistill.ops)
+        return conv_bn_act(x, self.conv, self.bn, self.act if self.if_act else None)
 
 
 class SEModule(nn.Layer):
