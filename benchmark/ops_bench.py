@@ -1,9 +1,11 @@
-"""ppdistill's CPU kernels (``ppdistill.ops``) against paddle's ops, forward + backward.
+"""ppdistill's CPU kernels (``ppdistill.ops``) against paddle's ops: time and saved memory.
 
     python benchmark/ops_bench.py
 
-Shapes are those of MobileNetV1Enhance (scale 0.5) at batch 32 on 3x48x320 crops, the
-PP-OCRv3 recognition backbone. Prints the mean time of 3 forward+backward passes of each.
+Layers are those of MobileNetV1Enhance (scale 0.5) at batch 32 on 3x48x320 crops (the PP-OCRv3
+recognition backbone) and the CTC head's DML loss (32 x 40 x 6625). For each case it prints the
+mean time of 3 forward+backward passes and the memory the forward leaves allocated for
+backward (paddle's host-memory counter), for paddle's ops and for ppdistill's path.
 """
 import os
 import sys
@@ -13,28 +15,56 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ppdistill  # noqa: E402,F401
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 from paddle import nn  # noqa: E402
 
-from ppdistill.ops import batch_norm_act, cpu_kernels, depthwise_conv2d  # noqa: E402
+from ppdistill.losses.basic_loss import DMLLoss  # noqa: E402
+from ppdistill.ops import conv_bn_act, cpu_kernels, loader  # noqa: E402
 from ppdistill.utils.cpu import configure_cpu_threads, kernel_threads  # noqa: E402
 
-#: (batch, channels, height, width, kernel, stride)
-DEPTHWISE = [(32, 16, 24, 160, 3, 1), (32, 64, 24, 160, 3, 1), (32, 64, 24, 160, 3, (2, 1)),
-             (32, 128, 12, 160, 3, 1), (32, 256, 6, 160, 5, 1), (32, 512, 3, 160, 5, (1, 2))]
-BATCH_NORM = [(32, 32, 24, 160), (32, 128, 24, 160), (32, 256, 6, 160), (32, 512, 3, 80)]
+#: (batch, in channels, out channels, height, width, kernel, stride): depthwise rows have
+#: in == out and kernel > 1, pointwise rows kernel 1.
+LAYERS = [(32, 16, 16, 24, 160, 3, 1), (32, 64, 64, 24, 160, 3, (2, 1)),
+          (32, 128, 128, 12, 160, 3, 1), (32, 256, 256, 6, 160, 5, 1),
+          (32, 512, 512, 3, 160, 5, (1, 2)), (32, 64, 128, 24, 160, 1, 1),
+          (32, 256, 256, 6, 160, 1, 1)]
 
 
-def fwd_bwd_ms(fn, inputs, calls=3):
+def allocated():
+    return paddle.base.core.host_memory_stat_current_value("Allocated", 0)
+
+
+def measure(fn, inputs, calls=3):
+    """(ms per forward+backward, MiB kept from forward to backward)."""
     def once():
         out = fn()
-        grads = paddle.grad(out, inputs, paddle.ones_like(out))
-        return grads
+        return paddle.grad([out], inputs, [paddle.ones_like(out)])
     once()
     start = time.perf_counter()
     for _ in range(calls):
         once()
-    return (time.perf_counter() - start) / calls * 1000
+    ms = (time.perf_counter() - start) / calls * 1000
+    before = allocated()
+    out = fn()
+    kept = (allocated() - before - out.numel() * 4) / 2**20
+    del out
+    return ms, kept
+
+
+def both_paths(fn, inputs):
+    """Measure ``fn`` with ppdistill's kernels, then with paddle's ops (kernels switched off)."""
+    ours = measure(fn, inputs)
+    saved = loader._STATE["module"]
+    loader._STATE["module"] = None
+    try:
+        theirs = measure(fn, inputs)
+    finally:
+        loader._STATE["module"] = saved
+    return ours, theirs
+
+
+def report(label, ours, theirs):
+    print(f"{label}: paddle {theirs[0]:7.1f} ms, kept {theirs[1]:6.0f} MiB | ppdistill "
+          f"{ours[0]:7.1f} ms, kept {ours[1]:6.0f} MiB")
 
 
 def main():
@@ -43,25 +73,28 @@ def main():
     kernels = cpu_kernels()
     print(f"paddle {paddle.__version__}; kernels loaded in {time.perf_counter() - start:.1f} s: "
           f"{kernels is not None}; kernel threads {kernel_threads()}")
+    if kernels is None:
+        print(f"kernels unavailable: {loader.unavailable_reason()}")
+        return
     paddle.seed(0)
-    for batch, channels, height, width, k, stride in DEPTHWISE:
-        conv = nn.Conv2D(channels, channels, k, stride=stride, padding=k // 2, groups=channels,
+    for batch, cin, cout, height, width, k, stride in LAYERS:
+        groups = cin if k > 1 else 1
+        conv = nn.Conv2D(cin, cout, k, stride=stride, padding=k // 2, groups=groups,
                          bias_attr=False)
-        x = paddle.randn([batch, channels, height, width])
+        bn = nn.BatchNorm2D(cout)
+        x = paddle.randn([batch, cin, height, width])
         x.stop_gradient = False
-        ours = fwd_bwd_ms(lambda: depthwise_conv2d(x, conv), [x, conv.weight])
-        theirs = fwd_bwd_ms(lambda: conv(x), [x, conv.weight])
-        print(f"depthwise {k}x{k} stride {stride} on {batch}x{channels}x{height}x{width}: "
-              f"paddle {theirs:7.1f} ms, ppdistill {ours:7.1f} ms")
-    for batch, channels, height, width in BATCH_NORM:
-        bn = nn.BatchNorm2D(channels)
-        x = paddle.randn([batch, channels, height, width])
-        x.stop_gradient = False
-        params = [x, bn.weight, bn.bias]
-        ours = fwd_bwd_ms(lambda: batch_norm_act(x, bn, "hardswish"), params)
-        theirs = fwd_bwd_ms(lambda: F.hardswish(bn(x)), params)
-        print(f"batch norm + hardswish on {batch}x{channels}x{height}x{width}: "
-              f"paddle {theirs:7.1f} ms, ppdistill {ours:7.1f} ms")
+        params = [x, conv.weight, bn.weight, bn.bias]
+        ours, theirs = both_paths(lambda: conv_bn_act(x, conv, bn, "hardswish"), params)
+        kind = "depthwise" if k > 1 else "pointwise"
+        report(f"{kind} {k}x{k} s{stride} {cin}->{cout} on {batch}x{height}x{width} + BN + "
+               f"hardswish", ours, theirs)
+    dml = DMLLoss(act="softmax", use_log=True)
+    x = paddle.randn([32, 40, 6625]) * 3
+    y = paddle.randn([32, 40, 6625]) * 3
+    x.stop_gradient = y.stop_gradient = False
+    ours, theirs = both_paths(lambda: dml(x, y), [x, y])
+    report("DMLLoss(softmax, use_log) on 32x40x6625", ours, theirs)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ AVX2 path on AMD CPUs, every core). Overrides for comparisons: ``--threads N`` c
 ``OMP_NUM_THREADS=1`` at import); ``--mkl-avx2 1/0`` sets ``MKL_DEBUG_CPU_TYPE`` to 5 / empty
 before ppdistill and paddle are imported (AVX2 kernels / generic path of the MKL 2019 bundled
 with paddle); ``--kmp-blocktime MS`` sets ``KMP_BLOCKTIME``; ``--onednn 1`` sets
-``FLAGS_use_mkldnn`` (no measurable effect on these dygraph models).
+``FLAGS_use_mkldnn`` (no measurable effect on these dygraph models). ppdistill's own speed-ups
+are switched off by the environment: ``PPDISTILL_CPU_KERNELS=0`` (fused CPU kernels,
+``ppdistill.ops``) and ``PPDISTILL_FAST_CONV=0`` (shifted-GEMM convs of frozen teachers); the
+child inherits the environment, so e.g. ``PPDISTILL_CPU_KERNELS=0 python benchmark/run.py``
+measures paddle's ops.
 """
 import argparse
 import json
@@ -123,7 +127,12 @@ def apply_cpu_settings(threads, onednn):
         paddle.base.core.set_num_threads(int(threads))
     if onednn in (0, 1):
         paddle.set_flags({"FLAGS_use_mkldnn": bool(onednn)})
+    from ppdistill.modeling.fast_conv import fast_conv_enabled
+    from ppdistill.ops import cpu_kernels, unavailable_reason
+    kernels = cpu_kernels()
     return {"threads": threads if threads > 0 else "engine default (ppdistill.utils.cpu)",
+            "ppdistill_cpu_kernels": "on" if kernels is not None else f"off ({unavailable_reason()})",
+            "fast_frozen_convs": fast_conv_enabled(),
             "FLAGS_use_mkldnn": paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"],
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "MKL_DEBUG_CPU_TYPE": os.environ.get("MKL_DEBUG_CPU_TYPE"),
