@@ -64,6 +64,8 @@ def _build_lock(directory):
 def _compile():
     from paddle.utils.cpp_extension import load
     directory = build_directory()
+    if not any(name.endswith(".so") for _, _, files in os.walk(directory) for name in files):
+        logger.info("compiling ppdistill's CPU kernels into %s (once, about 10-20 s)", directory)
     with _build_lock(directory), open(os.devnull, "w") as quiet, \
             contextlib.redirect_stdout(quiet):
         return load(name="ppdistill_cpu_kernels", sources=[SOURCE], build_directory=directory,
