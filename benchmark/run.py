@@ -131,7 +131,8 @@ def apply_cpu_settings(threads, onednn):
     from ppdistill.ops import cpu_kernels, unavailable_reason
     kernels = cpu_kernels()
     return {"threads": threads if threads > 0 else "engine default (ppdistill.utils.cpu)",
-            "ppdistill_cpu_kernels": "on" if kernels is not None else f"off ({unavailable_reason()})",
+            "ppdistill_cpu_kernels": ("on" if kernels is not None
+                                      else f"off ({unavailable_reason()})"),
             "fast_frozen_convs": fast_conv_enabled(),
             "FLAGS_use_mkldnn": paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"],
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

@@ -1,13 +1,13 @@
 """Conv -> BatchNorm -> activation for training on CPU, with ppdistill's kernels.
 
 :func:`conv_bn_act` computes ``act(bn(conv(x)))`` for an ``nn.Conv2D`` and an ``nn.BatchNorm2D``
-or ``nn.BatchNorm``
-(the layers themselves, so parameter names, initialisation and ``state_dict`` stay paddle's).
-In training mode on CPU it runs as one autograd node (a ``PyLayer``):
+or ``nn.BatchNorm`` (the layers themselves, so parameter names, initialisation and
+``state_dict`` stay paddle's). In training mode on CPU, for depthwise and 1x1 convs, it runs as
+one autograd node (a ``PyLayer``):
 
-- forward: the convolution (ppdistill's multi-threaded depthwise kernel for depthwise convs,
-  paddle's ``conv2d`` for 1x1 pointwise convs; other convs take paddle's path), then one fused BatchNorm + activation kernel that also updates
-  the running mean / variance as paddle does (momentum, biased batch variance);
+- forward: the convolution (ppdistill's multi-threaded depthwise kernel, or paddle's ``conv2d``
+  for a 1x1 conv), then one fused BatchNorm + activation kernel that also updates the running
+  mean / variance as paddle does (momentum, biased batch variance);
 - backward: the convolution is recomputed from the saved input, then the fused BatchNorm +
   activation backward and the convolution's backward run.
 

@@ -2,7 +2,7 @@
 
 The first call compiles the C++ source with the machine's C++ compiler through
 ``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory keyed by the paddle
-version and a hash of the source and the CPU's feature flags, under ``$PPDISTILL_EXTENSION_DIR`` or
+version and a hash of the source, the compiler flags and the CPU's feature flags, under ``$PPDISTILL_EXTENSION_DIR`` or
 ``~/.cache/ppdistill/ops``; later processes reuse it. A file lock keeps concurrent processes
 (``paddle.distributed.launch``, parallel test runs) from building at the same time.
 
@@ -15,6 +15,8 @@ import logging
 import os
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
+#: -fopenmp-simd: `omp simd` reductions vectorise without linking an OpenMP runtime
+CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17")
 _STATE = {"module": None, "tried": False, "reason": None}
 logger = logging.getLogger("ppdistill")
 
@@ -42,6 +44,7 @@ def build_directory():
     digest = hashlib.sha1()
     with open(SOURCE, "rb") as handle:
         digest.update(handle.read())
+    digest.update(" ".join(CXX_FLAGS).encode())
     digest.update(_cpu_flags().encode())
     digest = digest.hexdigest()[:12]
     root = os.environ.get("PPDISTILL_EXTENSION_DIR") or os.path.join(
@@ -69,7 +72,7 @@ def _compile():
     with _build_lock(directory), open(os.devnull, "w") as quiet, \
             contextlib.redirect_stdout(quiet):
         return load(name="ppdistill_cpu_kernels", sources=[SOURCE], build_directory=directory,
-                    extra_cxx_cflags=["-O3", "-march=native", "-fopenmp-simd", "-std=c++17"], verbose=False)
+                    extra_cxx_cflags=list(CXX_FLAGS), verbose=False)
 
 
 def cpu_kernels():
