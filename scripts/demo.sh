@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fresh machine -> the whole distillation journey on CPU (about 6 minutes on 2 cores):
+# Fresh machine -> the whole distillation journey on CPU (5.3 min measured on 2 cores, plus the first install):
 # sets up ./.venv, generates the demo data if missing, then det (teacher -> CML students -> eval ->
 # export -> predict_det PNG -> student extraction) and rec (v3 distillation -> eval -> export ->
 # predict_rec -> extraction), ending with a summary table. Extra args go to scripts/demo.py
