@@ -30,6 +30,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ppdistill.ops.functional import symmetric_padding
+
 #: smallest square kernel for which the shifted GEMM beats paddle's im2col kernel (measured).
 MIN_KERNEL = 7
 
@@ -71,12 +73,10 @@ def shifted_gemm_conv2d(x, weight, bias=None):
 def _qualifies(conv):
     """A conv whose forward ``shifted_gemm_conv2d`` reproduces exactly (up to rounding)."""
     k = conv.weight.shape[-1]
-    padding = list(getattr(conv, "_updated_padding", None) or [])
     return (conv._data_format == "NCHW" and conv._groups == 1 and conv._padding_mode == "zeros"
-            and getattr(conv, "_padding_algorithm", "EXPLICIT") == "EXPLICIT"
             and list(conv._stride) == [1, 1] and list(conv._dilation) == [1, 1]
             and conv.weight.shape[-2] == k and k % 2 == 1 and k >= MIN_KERNEL
-            and len(padding) in (2, 4) and all(p == k // 2 for p in padding))
+            and symmetric_padding(conv) == [k // 2, k // 2])
 
 
 def _fast_forward(self, x):

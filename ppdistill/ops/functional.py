@@ -43,7 +43,7 @@ def _contiguous(x):
     return x
 
 
-def _symmetric_padding(conv):
+def symmetric_padding(conv):
     """[pad_h, pad_w] of an explicitly, symmetrically zero-padded conv, else None."""
     if getattr(conv, "_padding_algorithm", "EXPLICIT") != "EXPLICIT":
         return None
@@ -60,7 +60,7 @@ def is_depthwise(conv):
     return (type(conv) is nn.Conv2D and conv._groups == conv._in_channels == conv._out_channels
             and conv._groups > 1 and conv.bias is None and conv._data_format == "NCHW"
             and conv._padding_mode == "zeros" and list(conv._dilation) == [1, 1]
-            and _symmetric_padding(conv) is not None)
+            and symmetric_padding(conv) is not None)
 
 
 def is_pointwise(conv):
@@ -68,7 +68,7 @@ def is_pointwise(conv):
     return (type(conv) is nn.Conv2D and conv._groups == 1 and conv.bias is None
             and conv._data_format == "NCHW" and list(conv._kernel_size) == [1, 1]
             and list(conv._stride) == [1, 1] and list(conv._dilation) == [1, 1]
-            and _symmetric_padding(conv) == [0, 0])
+            and symmetric_padding(conv) == [0, 0])
 
 
 def _batch_norm_in_batch_stats_mode(bn):
@@ -93,22 +93,24 @@ def fused_path_applies(x, conv, bn):
             and (is_depthwise(conv) or is_pointwise(conv)) and cpu_kernels() is not None)
 
 
+def _depthwise_attrs(conv):
+    """(stride_h, stride_w, pad_h, pad_w, threads): the depthwise kernels' attributes."""
+    stride_h, stride_w = (int(s) for s in conv._stride)
+    pad_h, pad_w = symmetric_padding(conv)
+    return stride_h, stride_w, pad_h, pad_w, kernel_threads()
+
+
 def _conv_forward(kernels, x, conv, weight):
     if is_depthwise(conv):
-        pad_h, pad_w = _symmetric_padding(conv)
-        stride_h, stride_w = (int(s) for s in conv._stride)
-        return kernels.ppdistill_depthwise_conv2d_forward(
-            x, weight, stride_h, stride_w, pad_h, pad_w, kernel_threads())
+        return kernels.ppdistill_depthwise_conv2d_forward(x, weight, *_depthwise_attrs(conv))
     return F.conv2d(x, weight)  # pointwise
 
 
 def _conv_backward(kernels, x, conv, weight, grad_z, need_x_grad):
     """(grad of x or None, grad of weight) of the convolution, given the grad of its output."""
     if is_depthwise(conv):
-        pad_h, pad_w = _symmetric_padding(conv)
-        stride_h, stride_w = (int(s) for s in conv._stride)
         grad_x, grad_w = kernels.ppdistill_depthwise_conv2d_backward(
-            x, weight, grad_z, stride_h, stride_w, pad_h, pad_w, kernel_threads())
+            x, weight, grad_z, *_depthwise_attrs(conv))
         return (grad_x if need_x_grad else None), grad_w
     # pointwise: z[n] = W @ x[n] over the flattened pixels
     batch, channels, height, width = x.shape
