@@ -29,5 +29,8 @@ setup(
         "tqdm>=4.60",
         "rapidfuzz>=3.0",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # plot: tools/plot_log.py and Global.plot_curves (training curves as a PNG)
+    # onnx: tools/import_weights.py on .onnx exports (released PP-OCR models)
+    extras_require={"plot": ["matplotlib>=3.5"], "onnx": ["onnx>=1.12", "onnxruntime>=1.14"],
+                    "test": ["pytest>=7", "matplotlib>=3.5", "onnx>=1.12", "onnxruntime>=1.14"]},
 )

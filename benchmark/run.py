@@ -3,6 +3,13 @@
     python benchmark/run.py                       # det CML + rec distillation, defaults below
     python benchmark/run.py --task det --iters 6 --warmup 2 --repeat 3
     python benchmark/run.py --task det --threads 1 --onednn 0 --workers 0   # paddle's defaults
+    python benchmark/run.py --task all --arms optimised,baseline --rounds 2 --no-infer  # A/B
+
+With ``--arms`` naming several arms (``benchmark/compare.py``: ``optimised``, ``baseline``,
+``baseline-avx2``), each task runs every arm in alternating order for ``--rounds`` rounds
+(A B, B A, ...) and the parent prints every round's numbers, the medians and the ratios of
+each arm against ``baseline`` measured in the same session (img/s and peak RSS), with the
+first-step losses of both. No ratio is taken against figures measured elsewhere.
 
 For each task a fresh child process (so peak memory is per task) builds the trainer from the
 shipped config with ``-o``-style overrides, runs ``--warmup`` training steps, then ``--iters``
@@ -10,7 +17,7 @@ timed steps (data loading included), and prints: s/iter, images/s, the split of 
 (reader / each sub-model's forward / loss / backward+update / rest), peak resident memory of
 the main process (and of DataLoader workers, if any), the loss values of the first steps, and
 the latency per image of the exported Student run with ``paddle.inference``. The parent prints
-the machine, versions and a summary against the PaddleOCR 2.8 reference numbers.
+the machine (CPU model, vendor, family/model, ISA flags), the versions and a summary.
 
 By default the child runs with the engine's own CPU settings (``ppdistill.utils.cpu``: MKL's
 AVX2 path on AMD CPUs, every core). Overrides for comparisons: ``--threads N`` calls
@@ -42,23 +49,29 @@ import sysinfo  # noqa: E402  (benchmark/sysinfo.py)
 
 RESULT_TAG = "BENCH_RESULT "
 
-#: PaddleOCR 2.8 on paddle 3.3.1, same kind of 2-core machine, one core used (from the issue).
-REFERENCE = {"det": {"s_per_iter": 6.4, "img_per_s": 0.62, "peak_rss_gb": 6.5},
-             "rec": {"s_per_iter": 14.9, "img_per_s": 2.1, "peak_rss_gb": 6.3}}
-TARGET_SPEEDUP, TARGET_MEMORY = 1.3, 0.70
+import compare  # noqa: E402  (benchmark/compare.py: arms and ratios)
 
 TASKS = {
     "det": {"config": "configs/det/ch_PP-OCRv3_det_cml.yml", "batch": 4, "iters": 6,
             "infer_shape": [1, 3, 544, 960]},
     "rec": {"config": "configs/rec/ch_PP-OCRv3_rec_distillation.yml", "batch": 32, "iters": 6,
             "infer_shape": [1, 3, 48, 320]},
+    "det_v4": {"config": "configs/det/ch_PP-OCRv4_det_cml.yml", "batch": 4, "iters": 6,
+               "infer_shape": [1, 3, 544, 960]},
+    "rec_v4": {"config": "configs/rec/ch_PP-OCRv4_rec_distill.yml", "batch": 32, "iters": 6,
+               "infer_shape": [1, 3, 48, 320]},
 }
+
+
+def kind(task):
+    """``det`` or ``rec``: the data set and input layout of a task."""
+    return task.split("_")[0]
 
 
 # ----------------------------------------------------------------------------------- data
 def make_data(task, root):
     """Generated data set for ``task`` under ``root`` (kept if already there)."""
-    if task == "det":
+    if kind(task) == "det":
         from ppdistill.demo.det_data import make_det_dataset
         # ICDAR2015-sized images: IaaAugment resizes them 0.5-3x before the 320x320 crop.
         make_det_dataset(root=root, num_train=64, num_test=2, image_size=(1280, 720), seed=0)
@@ -81,7 +94,7 @@ def overrides(task, data_root, work_dir, workers):
     spec = TASKS[task]
     base = load_with_overrides(os.path.join(REPO, spec["config"]), [])
     data_root = data_root.rstrip("/") + "/"
-    if task == "det":
+    if kind(task) == "det":
         train_label, eval_label = "train_icdar2015_label.txt", "test_icdar2015_label.txt"
     else:
         train_label, eval_label = "train.txt", "val.txt"
@@ -93,7 +106,7 @@ def overrides(task, data_root, work_dir, workers):
             f"Train.dataset.data_dir={data_root}", f"Eval.dataset.data_dir={data_root}",
             f"Train.dataset.label_file_list=[{data_root}{train_label}]",
             f"Eval.dataset.label_file_list=[{data_root}{eval_label}]"]
-    if task == "det":
+    if kind(task) == "det":
         index = transform_index(base, "Train", "EastRandomCropData")
         opts.append(f"Train.dataset.transforms.{index}.EastRandomCropData.size=[320,320]")
     else:
@@ -129,8 +142,14 @@ def apply_cpu_settings(threads, onednn):
         paddle.set_flags({"FLAGS_use_mkldnn": bool(onednn)})
     from ppdistill.modeling.fast_conv import fast_conv_enabled
     from ppdistill.ops import cpu_kernels, unavailable_reason
+    from ppdistill.utils import cpu
     kernels = cpu_kernels()
+    info = cpu.cpu_info()
+    choice = cpu.choose_threads(info["vendor"], info["flags"], cpu.available_cores(),
+                                os.environ.get("MKL_DEBUG_CPU_TYPE"), cpu.USER_THREAD_SETTING)
     return {"threads": threads if threads > 0 else "engine default (ppdistill.utils.cpu)",
+            "paddle_threads": threads if threads > 0 else (choice.paddle_threads or 1),
+            "kernel_threads": cpu.kernel_threads(), "thread_choice": choice.reason,
             "ppdistill_cpu_kernels": ("on" if kernels is not None
                                       else f"off ({unavailable_reason()})"),
             "fast_frozen_convs": fast_conv_enabled(),
@@ -145,8 +164,20 @@ class PhaseTimer:
 
     def __init__(self, trainer):
         self.times, self.rss = {}, {}
-        model = trainer.model
-        for name in getattr(model, "model_name_list", None) or []:
+        model = getattr(trainer.model, "_layers", trainer.model)
+        if hasattr(model, "run_sub_model"):
+            # per sub-model, whichever way it runs (a bf16 teacher bypasses its layer's hooks)
+            run_sub_model = model.run_sub_model
+
+            def timed(name, *args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return run_sub_model(name, *args, **kwargs)
+                finally:
+                    self._add(f"fwd {name}", time.perf_counter() - start)
+            model.run_sub_model = timed
+        for name in [] if hasattr(model, "run_sub_model") else (
+                getattr(model, "model_name_list", None) or []):
             sub = getattr(model, name)
             sub.register_forward_pre_hook(self._pre(name))
             sub.register_forward_post_hook(self._post(name))
@@ -195,7 +226,7 @@ def inference_input(task, shape, data_root):
     import cv2
     import numpy as np
     _, _, height, width = shape
-    if task == "det":
+    if kind(task) == "det":
         path = os.path.join(data_root, "ch4_test_images", "img_1.jpg")
         image = cv2.resize(cv2.imread(path), (width, height)).astype("float32") / 255.0
         image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
@@ -243,12 +274,13 @@ def measure_inference(model_dir, x, threads, enable_mkldnn, runs=10):
 def run_child(args):
     task, spec = args.child, TASKS[args.child]
     set_cpu_environment(args.mkl_avx2, args.kmp_blocktime)
-    import ppdistill  # noqa: F401  (before paddle, as tools/train.py does)
+    from ppdistill.utils.cpu import setup_tool_process
+    setup_tool_process()  # before paddle is imported, as tools/train.py does
     from ppdistill.engine.launch import prepare_run
     from ppdistill.engine.run import build_trainer
     from ppdistill.utils.config import load_with_overrides
 
-    opts = overrides(task, args.data_dir, args.work_dir, args.workers)
+    opts = overrides(task, args.data_dir, args.work_dir, args.workers) + list(args.opt or [])
     config = load_with_overrides(os.path.join(REPO, spec["config"]), opts)
     logger = prepare_run(config, "benchmark")
     settings = apply_cpu_settings(args.threads, args.onednn)
@@ -306,6 +338,9 @@ def run_child(args):
         "peak_rss_workers_mib": [round(v) for v in memory["worker_peak_mib"].values()],
         "first_losses": [r["loss"] for r in records[:args.show_losses]],
         "versions": sysinfo.versions(),
+        "machine": sysinfo.machine_info(), "cpu_flags": sysinfo.cpu_flags_all(),
+        "precisions": {k: v for k, v in getattr(getattr(trainer.model, "_layers", trainer.model),
+                                                "run_dtypes", {}).items()},
     }
     if not args.no_infer:
         result["inference"] = run_inference(trainer, task, spec, args)
@@ -331,7 +366,7 @@ def run_inference(trainer, task, spec, args):
         out["default"] = measure_inference(model_dir, x, cores, None)
         if cores > 1:
             out["1_thread"] = measure_inference(model_dir, x, 1, None)
-        if task == "rec":
+        if kind(task) == "rec":
             batch8 = inference_input(task, [8] + spec["infer_shape"][1:], args.data_dir)
             out["default_batch8"] = measure_inference(model_dir, batch8, cores, None)
     except Exception as exc:  # noqa: BLE001
@@ -342,7 +377,7 @@ def run_inference(trainer, task, spec, args):
 # --------------------------------------------------------------------------- the parent
 def child_command(task, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", task,
-           "--data-dir", os.path.join(args.data_root, task), "--work-dir",
+           "--data-dir", os.path.join(args.data_root, kind(task)), "--work-dir",
            os.path.join(args.work_root, task), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--onednn", str(args.onednn),
            "--workers", str(args.workers), "--mkl-avx2", str(args.mkl_avx2),
@@ -351,28 +386,50 @@ def child_command(task, args):
         cmd += ["--iters", str(args.iters)]
     if args.no_infer:
         cmd.append("--no-infer")
+    for opt in args.opt or []:
+        cmd += ["--opt", opt]
     return cmd
 
 
+def run_once(task, arm, args):
+    """One fresh child process of ``task`` in ``arm``'s environment; its parsed result."""
+    env = compare.arm_environment(arm, os.environ)
+    cmd = child_command(task, args)
+    for opt in compare.ARM_OVERRIDES.get(arm, []):
+        cmd += ["--opt", opt]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    log_lines, result = [], None
+    for line in proc.stdout:
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+        else:
+            log_lines.append(line)
+            if (line.startswith(f"[{task}]") or "CPU: " in line or "precision" in line
+                    or "bfloat16" in line):
+                print("  " + line.rstrip(), flush=True)
+    if proc.wait() != 0 or result is None:
+        sys.stdout.write("".join(log_lines[-40:]))
+        raise SystemExit(f"{task} ({arm}): benchmark child failed (exit {proc.returncode})")
+    result["arm"] = arm
+    result["arm_environment"] = compare.ARMS[arm]
+    result["arm_overrides"] = compare.ARM_OVERRIDES.get(arm, [])
+    return result
+
+
 def run_task(task, args):
-    """Run the child ``--repeat`` times; return the parsed results."""
-    results = []
-    for repeat in range(args.repeat):
-        print(f"=== {task} run {repeat + 1}/{args.repeat}", flush=True)
-        proc = subprocess.Popen(child_command(task, args), cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        log_lines = []
-        for line in proc.stdout:
-            if line.startswith(RESULT_TAG):
-                results.append(json.loads(line[len(RESULT_TAG):]))
-            else:
-                log_lines.append(line)
-                if line.startswith(f"[{task}]"):
-                    print("  " + line.rstrip(), flush=True)
-        if proc.wait() != 0:
-            sys.stdout.write("".join(log_lines[-40:]))
-            raise SystemExit(f"{task}: benchmark child failed (exit {proc.returncode})")
-    return results
+    """Every arm ``--rounds`` times, alternating (A B, B A, ...); ``{arm: [results]}``."""
+    by_arm = {arm: [] for arm in args.arms}
+    for index, order in enumerate(compare.round_orders(args.arms, args.rounds)):
+        for arm in order:
+            print(f"=== {task}, round {index + 1}/{args.rounds}, arm {arm}", flush=True)
+            result = run_once(task, arm, args)
+            result["round"] = index + 1
+            by_arm[arm].append(result)
+            print(f"  -> {result['s_per_iter']:.2f} s/iter, {result['img_per_s']:.3f} img/s, "
+                  f"peak RSS {result['peak_rss_main_mib'] / 1024:.2f} GiB, others' load "
+                  f"{result['cpu_load']['other_cores']} cores", flush=True)
+    return by_arm
 
 
 def spread(values, fmt="{:.2f}"):
@@ -393,7 +450,6 @@ def losses_identical(results):
 
 
 def summarize(task, results):
-    ref = REFERENCE[task]
     img = [r["img_per_s"] for r in results]
     sec = [r["s_per_iter"] for r in results]
     rss = [r["peak_rss_main_mib"] / 1024 for r in results]
@@ -425,22 +481,23 @@ def summarize(task, results):
     for key in ("export", "default", "1_thread", "default_batch8", "error"):
         if key in infer:
             print(f"inference {key}: {infer[key]}")
-    speed = statistics.median(img) / ref["img_per_s"]
-    memory = statistics.median(rss) / ref["peak_rss_gb"]
-    print(f"vs PaddleOCR 2.8 ({ref['s_per_iter']} s/iter, {ref['img_per_s']} img/s, "
-          f"{ref['peak_rss_gb']} GB, read as GiB): speed x{speed:.2f} (target >= "
-          f"x{TARGET_SPEEDUP}: {'met' if speed >= TARGET_SPEEDUP else 'MISSED'}), memory "
-          f"{100 * memory:.0f}% (target <= {100 * TARGET_MEMORY:.0f}%: "
-          f"{'met' if memory <= TARGET_MEMORY else 'MISSED'})")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["det", "rec", "all"], default="all")
+    parser.add_argument("--task", choices=list(TASKS) + ["all", "all_v4"], default="all",
+                        help="all: det + rec (PP-OCRv3); all_v4: det_v4 + rec_v4")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations "
                         "(default: 6 per task)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per task")
+    parser.add_argument("--rounds", "--repeat", dest="rounds", type=int, default=1,
+                        help="fresh processes per task and arm (arms alternate per round)")
+    parser.add_argument("--arms", default="optimised",
+                        type=lambda value: [arm for arm in value.split(",") if arm],
+                        help="comma-separated arms of benchmark/compare.py (optimised, baseline, "
+                        "baseline-avx2); ratios are printed against 'baseline' when it is one")
+    parser.add_argument("--opt", action="append", help="extra -o override for every run, e.g. "
+                        "--opt Architecture.Models.Teacher.precision=bf16 (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="paddle CPU math threads "
                         "(0 = the engine's setting: every core on the MKL AVX2 path)")
     parser.add_argument("--onednn", type=int, default=-1, choices=[-1, 0, 1],
@@ -469,21 +526,31 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         return run_child(args)
-    tasks = list(TASKS) if args.task == "all" else [args.task]
+    for arm in args.arms:
+        compare.arm_environment(arm, {})  # unknown arm: one-line error before any run
+    tasks = {"all": ["det", "rec"], "all_v4": ["det_v4", "rec_v4"]}.get(args.task, [args.task])
     print("machine:", json.dumps(sysinfo.machine_info()))
     print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
+    print(f"command: {' '.join(sys.argv)}")
     all_results = {}
     for task in tasks:
-        make_data(task, os.path.join(args.data_root, task))
+        make_data(task, os.path.join(args.data_root, kind(task)))
         all_results[task] = run_task(task, args)
-    print("versions:", json.dumps(all_results[tasks[0]][0]["versions"]))
+        if args.json_out:
+            with open(args.json_out, "a") as handle:
+                for results in all_results[task].values():
+                    for result in results:
+                        handle.write(json.dumps(result) + "\n")
+    first = next(iter(all_results[tasks[0]].values()))[0]
+    print("versions:", json.dumps(first["versions"]))
     for task in tasks:
-        summarize(task, all_results[task])
-    if args.json_out:
-        with open(args.json_out, "a") as handle:
-            for task in tasks:
-                for result in all_results[task]:
-                    handle.write(json.dumps(result) + "\n")
+        for arm, results in all_results[task].items():
+            print(f"\n##### arm {arm}: {compare.ARMS[arm] or 'ppdistill defaults'} "
+                  f"{compare.ARM_OVERRIDES.get(arm, '')}")
+            summarize(task, results)
+        if len(args.arms) > 1:
+            print(f"\n##### {task}: arms side by side (same session, alternating order)")
+            print("\n".join(compare.ratio_lines(task, all_results[task])))
 
 
 if __name__ == "__main__":

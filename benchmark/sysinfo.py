@@ -15,20 +15,33 @@ def _read(path):
 
 
 def cpu_model():
+    return cpu_identity()["model"] or platform.processor() or "unknown"
+
+
+def cpu_identity():
+    """vendor, model name, family/model/stepping and the full flag list of the first CPU."""
+    info = {"vendor": "", "model": "", "family": "", "model_id": "", "stepping": "", "flags": []}
+    keys = {"vendor_id": "vendor", "model name": "model", "cpu family": "family",
+            "model": "model_id", "stepping": "stepping", "flags": "flags"}
     for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+        if not line.strip():
+            break  # first processor only
+        key, _, value = line.partition(":")
+        name = keys.get(key.strip())
+        if name:
+            info[name] = value.split() if name == "flags" else value.strip()
+    return info
+
+
+#: ISA extensions that matter for conv/GEMM speed and low precision (bf16: AVX512_BF16 / AMX)
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                 "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 def cpu_flags_summary():
-    """The vector ISA extensions that matter for conv/GEMM speed."""
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-            return " ".join(f for f in wanted if f in flags)
-    return ""
+    """The notable ISA extensions this CPU has (:data:`NOTABLE_FLAGS`), space-separated."""
+    flags = set(cpu_identity()["flags"])
+    return " ".join(f for f in NOTABLE_FLAGS if f in flags)
 
 
 def total_ram_gib():
@@ -44,9 +57,20 @@ def machine_info():
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
         nproc = os.cpu_count()
-    return {"nproc": nproc, "cpu": cpu_model(), "cpu_isa": cpu_flags_summary(),
+    ident = cpu_identity()
+    smt = _read("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").strip()
+    return {"nproc": nproc, "cpu": cpu_model(), "cpu_vendor": ident["vendor"],
+            "cpu_family_model_stepping": f"{ident['family']}/{ident['model_id']}/"
+                                         f"{ident['stepping']}",
+            "cpu_isa": cpu_flags_summary(), "cpu0_thread_siblings": smt or None,
+            "hypervisor": "hypervisor" in ident["flags"],
             "ram_gib": round(total_ram_gib(), 1), "os": platform.platform(),
             "python": sys.version.split()[0]}
+
+
+def cpu_flags_all():
+    """Every flag of the first CPU (recorded in --json-out results)."""
+    return " ".join(cpu_identity()["flags"])
 
 
 def versions():

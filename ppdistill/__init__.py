@@ -3,8 +3,9 @@
 # inflateReset2 on import); loading pyclipper first avoids it. Import ppdistill before paddle.
 import pyclipper  # noqa: F401
 
-from ppdistill.utils.cpu import prefer_mkl_avx2
-
-prefer_mkl_avx2()  # AMD CPUs: MKL's AVX2 path (~2x faster training); see utils/cpu.py
+# Importing ppdistill changes no process-wide state (environment, threads, warning filters):
+# the tools call ppdistill.utils.cpu.setup_tool_process() in their entry points. The cpu module
+# is imported here only so it records the user's thread settings before paddle changes them.
+from ppdistill.utils import cpu as _cpu  # noqa: F401,E402
 
 __version__ = "0.1.0"

@@ -126,8 +126,10 @@ class Registry:
         params.update(extra)
         try:
             return cls(**params)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            if str(exc).startswith(path):
+                raise
+            raise ConfigError(f"{path}: {exc}") from exc  # the config path, then the cause
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: cannot build {cls.__name__}: {exc}") from exc
 

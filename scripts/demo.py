@@ -193,7 +193,8 @@ def main(argv=None):
     start = time.time()
     log("demo data (generated once into ./train_data)")
     sizes = ["--num_train", "8", "--num_test", "2"] if args.quick else []
-    run(["tools/gen_demo_data.py", "--task", args.task, *sizes], workdir)
+    run(["tools/gen_demo_data.py", "--task", args.task, *sizes, "--out_dir", "train_data",
+         "--layout", "paddleocr"], workdir)
     summary = []
     if args.task in ("det", "all"):
         detection(workdir, args.quick, summary)

@@ -6,7 +6,9 @@
 writes the ``Student.*`` tensors with the ``Student.`` prefix removed, ready for
 ``Global.pretrained_model`` of a single-model config (the same result as the ``paddle.load``
 snippet of the distillation guide). Without ``--name`` it lists the sub-models found. The
-checkpoint is read with the safe loader, so it cannot run code.
+checkpoint is read with the safe loader, so it cannot run code. Errors (a missing, corrupt or
+unsafe file, an unknown sub-model) print one ``error:`` line and exit with status 2; a missing
+file's message lists the checkpoints that do exist in its folder.
 """
 import argparse
 import os
@@ -14,6 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from ppdistill.engine.launch import checkpoint_hint  # noqa: E402
 from ppdistill.utils.safe_load import safe_load  # noqa: E402
 from ppdistill.utils.save_load import extract_submodel, save_state_dict  # noqa: E402
 
@@ -32,8 +35,10 @@ def main(argv=None):
         args.checkpoint + ".pdparams"
     try:
         state = safe_load(path)
+    except FileNotFoundError as exc:
+        parser.exit(2, f"error: {exc}{checkpoint_hint(path)}\n")
     except (OSError, ValueError) as exc:
-        parser.exit(1, f"error: {exc}\n")
+        parser.exit(2, f"error: {exc}\n")
     if args.name is None:
         counts = {}
         for key in state:
@@ -44,7 +49,7 @@ def main(argv=None):
     try:
         sub = extract_submodel(state, args.name)
     except ValueError as exc:
-        parser.exit(1, f"error: {path}: {exc}\n")
+        parser.exit(2, f"error: {path}: {exc}\n")
     out = args.out or os.path.join(os.path.dirname(path), f"{args.name.lower()}.pdparams")
     if os.path.dirname(os.path.abspath(out)):
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -15,7 +15,10 @@ from ppdistill.utils.autoimport import import_submodules
 import_submodules(__name__, __path__)
 
 __all__ = ["build_dataloader", "build_dataset", "create_operators", "transform", "default_collate",
-           "EpochDistributedBatchSampler"]
+           "EpochDistributedBatchSampler", "is_empty_batch", "report_skipped"]
+
+#: value of the one-slot batch that stands for "every sample of this batch was bad" (eval)
+EMPTY_BATCH_MARK = -7
 
 LOADER_KEYS = ("shuffle", "drop_last", "batch_size_per_card", "num_workers",
                "use_shared_memory", "collate_fn")
@@ -35,14 +38,44 @@ def _collate_slot(values):
     return list(values)
 
 
+def _empty_batch():
+    return [np.array([EMPTY_BATCH_MARK], dtype="int64")]
+
+
+def is_empty_batch(batch):
+    """Whether ``batch`` is the marker of a batch whose samples were all bad (eval mode)."""
+    if not isinstance(batch, (list, tuple)) or len(batch) != 1:
+        return False
+    slot = batch[0]
+    slot = slot.numpy() if isinstance(slot, paddle.Tensor) else slot
+    return isinstance(slot, np.ndarray) and slot.shape == (1,) and \
+        int(slot[0]) == EMPTY_BATCH_MARK
+
+
+def report_skipped(loader, logger, what):
+    """Log (WARNING) and return how many bad samples ``loader``'s dataset skipped since the
+    last report, e.g. ``epoch 3: 2 bad samples skipped``; nothing is logged for 0."""
+    dataset = getattr(loader, "dataset", loader)
+    take = getattr(dataset, "take_skip_count", None)
+    count = take() if take else 0
+    if count and logger is not None:
+        logger.warning(f"{what}: {count} bad sample{'s' if count != 1 else ''} skipped "
+                       f"(logger ppdistill.data names them)")
+    return count
+
+
 def default_collate(batch):
     """Collate a list of samples.
 
     A sample is the ``KeepKeys`` list (or a dict, or a single array). Each slot becomes one
     stacked array ``[B, ...]`` when its arrays share a shape (images, maps, ``shape``, labels),
     and a list of per-sample values otherwise (e.g. det eval ``polys`` with different box counts,
-    or strings).
+    or strings). ``None`` samples (bad ones, in eval mode) are dropped; if all are, the batch is
+    the one-slot marker recognised by :func:`is_empty_batch`.
     """
+    batch = [sample for sample in batch if sample is not None]
+    if not batch:
+        return _empty_batch()
     first = batch[0]
     if isinstance(first, (list, tuple)):
         return [_collate_slot([sample[i] for sample in batch]) for i in range(len(first))]
@@ -53,6 +86,9 @@ def default_collate(batch):
 
 def _dict_collate(batch):
     """Dict samples collated key by key (PaddleOCR's ``DictCollator`` name)."""
+    batch = [sample for sample in batch if sample is not None]
+    if not batch:
+        return _empty_batch()
     return {key: _collate_slot([sample[key] for sample in batch]) for key in batch[0]}
 
 
@@ -117,11 +153,14 @@ def build_dataloader(config, mode, seed=None, distributed=None):
     ``collate_fn`` (``ListCollator`` = the default, or ``DictCollator``). Other keys raise a
     ConfigError. ``distributed=None`` means "Train and more than one process": each rank then
     reads its own share through a ``DistributedBatchSampler``; evaluation reads everything.
+    The dataset's ``check_usable`` runs first (one good sample must load, else ``DataError``).
     """
     if mode not in ("Train", "Eval"):
         raise ConfigError(f"build_dataloader: mode must be 'Train' or 'Eval', got {mode!r}")
     options = _loader_options((config.get(mode) or {}).get("loader", {}), f"{mode}.loader")
     dataset = build_dataset(config, mode, seed=seed)
+    if hasattr(dataset, "check_usable"):
+        dataset.check_usable()  # an all-bad data set fails here, not inside the workers
     if distributed is None:
         distributed = mode == "Train" and paddle.distributed.get_world_size() > 1
     sampler_cls = EpochDistributedBatchSampler if distributed else paddle.io.BatchSampler

@@ -1,5 +1,7 @@
 """BaseDataSet: load-with-retry, skipped-sample bookkeeping and extra samples for CopyPaste."""
 import logging
+import multiprocessing
+import random
 
 import numpy as np
 import paddle
@@ -8,18 +10,66 @@ from ppdistill.data.imaug import create_operators
 
 logger = logging.getLogger("ppdistill.data")
 
+#: distinct bad samples warned about one by one (per process); later ones are only counted
+MAX_SAMPLE_WARNINGS = 20
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be used at all (every sample bad, or no sample)."""
+
+
+class BadSampleError(ValueError):
+    """One sample is unusable (a missing entry, an unreadable label...): it is skipped."""
+
+
+def bad_sample_errors():
+    """Exceptions that mean "this sample is bad": I/O, decoding, label parsing (``ValueError``,
+    incl. JSON and UTF-8 errors), OpenCV decode errors and degenerate polygons (pyclipper /
+    shapely). Anything else (``TypeError``, ``IndexError``, ``KeyError``...) is a bug in a
+    transform and propagates with its traceback."""
+    errors = [OSError, ValueError]
+    try:
+        import cv2
+        errors.append(cv2.error)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+    try:
+        import pyclipper
+        errors.append(pyclipper.ClipperException)
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    try:
+        from shapely.errors import ShapelyError
+        errors.append(ShapelyError)
+    except ImportError:  # pragma: no cover - shapely < 2
+        pass
+    return tuple(errors)
+
+
+BAD_SAMPLE_ERRORS = bad_sample_errors()
+
 
 class BaseDataSet(paddle.io.Dataset):
     """Common machinery of the OCR datasets: apply the transforms, skip bad samples, fail loudly.
 
-    ``dataset[idx]`` loads sample ``idx`` and runs the transforms on it. If loading raises or
-    a transform raises or returns ``None``, the sample is *bad*: it is logged once (logger
-    ``ppdistill.data``, ``WARNING``, e.g. ``train.txt:12: skipped (FileNotFoundError: image
-    './x.jpg' does not exist)``), counted in :attr:`skipped`, never tried again, and another
-    sample is returned instead: a random one in ``train`` mode, the next one in ``eval`` mode
-    (so repeated evaluations see the same data). When every sample is bad a ``RuntimeError``
-    naming the sources (label files, LMDB folders) is raised instead of looping forever.
-    With ``num_workers > 0`` each worker process keeps its own record (and warns once itself).
+    ``dataset[idx]`` loads sample ``idx`` and runs the transforms on it. If loading or a
+    transform raises one of :data:`BAD_SAMPLE_ERRORS` (a missing or undecodable image, a label
+    that does not parse, a degenerate polygon) or a transform returns ``None``, the sample is
+    *bad*: it is logged once (logger ``ppdistill.data``, ``WARNING``, e.g. ``train.txt:12:
+    skipped (FileNotFoundError: image './x.jpg' does not exist)``; after
+    ``MAX_SAMPLE_WARNINGS`` distinct ones only counted), recorded in :attr:`bad_samples` and
+    never tried again. Other exceptions are bugs and propagate.
+
+    - ``train`` mode: a random good sample is returned instead.
+    - ``eval`` mode: ``None`` is returned; the collate functions drop it, so a bad sample is
+      skipped, never scored in place of another one.
+
+    Every skip is counted in a counter shared with the loader's worker processes;
+    :meth:`take_skip_count` reads and resets it (the trainer reports it per epoch, evaluation
+    per run). :meth:`check_usable` (called by ``build_dataloader`` in the main process) loads
+    samples until one is good and raises :class:`DataError` naming the sources (label files,
+    LMDB folders) when none is, so an all-bad data set fails at once instead of inside the
+    loader's workers.
 
     Subclass interface (``SimpleDataSet``, ``LMDBDataSet``)::
 
@@ -31,7 +81,7 @@ class BaseDataSet(paddle.io.Dataset):
 
             def __len__(self): ...        # number of samples
 
-            def _load_sample(self, idx):  # raise (any Exception, readable message) if bad
+            def _load_sample(self, idx):  # raise BadSampleError (or OSError/ValueError) if bad
                 return {"img_path": path, "image": encoded_image_bytes, "label": raw_label}
 
             def _describe(self, idx):     # where the sample comes from, for messages
@@ -59,10 +109,27 @@ class BaseDataSet(paddle.io.Dataset):
         self.ext_op_transform_idx = int(ext_op_transform_idx)
         self.sources = [str(s) for s in sources]
         path = transforms_path or f"{self.mode.capitalize()}.dataset.transforms"
-        self.ops = create_operators(transforms, global_config, path=path)
+        op_defaults = dict(global_config or {})
+        names = {next(iter(e)) for e in transforms or () if isinstance(e, dict) and len(e) == 1}
+        if self.mode == "train" and {"MakeBorderMap", "MakeShrinkMap"} <= names:
+            # as PaddleOCR (only when both are present): MakeBorderMap/MakeShrinkMap get the
+            # loader seed as ``epoch`` (with their total_epoch: shrink ratio 0.4 + 0.2·seed/total)
+            op_defaults["epoch"] = seed if seed is not None else 0
+        self.ops = create_operators(transforms, op_defaults, path=path)
         self.ext_data_num = next((int(op.ext_data_num) for op in self.ops
                                   if hasattr(op, "ext_data_num")), 0)
         self.bad_samples = {}
+        self._skip_counter = multiprocessing.RawValue("q", 0)
+
+    def __getstate__(self):
+        # the shared counter only travels by fork; a pickled copy gets its own
+        state = dict(self.__dict__)
+        state["_skip_counter"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._skip_counter = multiprocessing.RawValue("q", 0)
 
     # ------------------------------------------------------------------ subclass interface
     def __len__(self):
@@ -87,7 +154,34 @@ class BaseDataSet(paddle.io.Dataset):
                 outs = self._try(idx, self.ops, with_ext_data=True)
                 if outs is not None:
                     return outs
-            idx = self._replacement(idx)
+            self._skip_counter.value += 1
+            if self.mode != "train":
+                return None  # skipped, never replaced: the collate function drops it
+            idx = self._random_good_index()
+
+    def take_skip_count(self):
+        """Samples skipped (in this process and its loader workers) since the last call."""
+        count = int(self._skip_counter.value)
+        self._skip_counter.value = 0
+        return count
+
+    def check_usable(self):
+        """Load samples in order until one is good; raise :class:`DataError` if none is.
+
+        The random state (numpy, ``random``) is restored afterwards, so probing does not change
+        the augmentations of the run.
+        """
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            for idx in range(len(self)):
+                if idx in self.bad_samples:
+                    continue
+                if self._try(idx, self.ops, with_ext_data=True) is not None:
+                    return
+            self._check_not_all_bad()
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
     def get_ext_data(self):
         """Extra samples for ops with an ``ext_data_num`` attribute (e.g. ``CopyPaste``).
@@ -118,7 +212,7 @@ class BaseDataSet(paddle.io.Dataset):
         try:
             data = self._load_sample(idx)
             data.setdefault("source", self._describe(idx))
-        except Exception as exc:  # noqa: BLE001 - any failure of one sample skips that sample
+        except BAD_SAMPLE_ERRORS as exc:
             self._mark_bad(idx, f"{type(exc).__name__}: {exc}")
             return None
         if with_ext_data:
@@ -130,14 +224,18 @@ class BaseDataSet(paddle.io.Dataset):
                     self._mark_bad(idx, f"{type(op).__name__} rejected the sample")
                     return None
             return data
-        except Exception as exc:  # noqa: BLE001 - any failure of one sample skips that sample
+        except BAD_SAMPLE_ERRORS as exc:
             self._mark_bad(idx, f"{type(exc).__name__}: {exc}")
             return None
 
     def _mark_bad(self, idx, reason):
         if idx not in self.bad_samples:
             self.bad_samples[idx] = reason
-            logger.warning(f"{self._describe(idx)}: skipped ({reason})")
+            if len(self.bad_samples) <= MAX_SAMPLE_WARNINGS:
+                logger.warning(f"{self._describe(idx)}: skipped ({reason})")
+            if len(self.bad_samples) == MAX_SAMPLE_WARNINGS:
+                logger.warning(f"{MAX_SAMPLE_WARNINGS} bad samples so far: further ones are "
+                               f"skipped without a message (the count is reported)")
 
     def _check_not_all_bad(self):
         n = len(self)
@@ -145,9 +243,9 @@ class BaseDataSet(paddle.io.Dataset):
             return
         sources = ", ".join(self.sources) or "the data"
         if not self.bad_samples:
-            raise RuntimeError(f"{type(self).__name__}: {sources} contain no samples")
+            raise DataError(f"{type(self).__name__}: {sources} contain no samples")
         last_idx, last_reason = next(reversed(self.bad_samples.items()))
-        raise RuntimeError(
+        raise DataError(
             f"{type(self).__name__}: all {n} samples of {sources} are bad (e.g. "
             f"{self._describe(last_idx)}: {last_reason}); check data_dir, the label files and "
             f"the transforms")
@@ -161,14 +259,3 @@ class BaseDataSet(paddle.io.Dataset):
                 return idx
         good = [i for i in range(n) if i not in self.bad_samples]
         return int(good[np.random.randint(len(good))])
-
-    def _replacement(self, idx):
-        """Another sample to use instead of bad ``idx``."""
-        if self.mode == "train":
-            return self._random_good_index()
-        self._check_not_all_bad()
-        n = len(self)
-        nxt = (idx + 1) % n
-        while nxt in self.bad_samples:
-            nxt = (nxt + 1) % n
-        return nxt

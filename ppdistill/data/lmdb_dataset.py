@@ -6,7 +6,7 @@ import random
 import lmdb
 import numpy as np
 
-from ppdistill.data.base_dataset import BaseDataSet
+from ppdistill.data.base_dataset import BadSampleError, BaseDataSet, DataError
 from ppdistill.registry import DATASETS, ConfigError
 
 
@@ -97,7 +97,7 @@ class LMDBDataSet(BaseDataSet):
         if shuffle:
             random.Random(seed).shuffle(self.samples)
         if not self.samples:
-            raise RuntimeError(f"LMDBDataSet: no samples in {', '.join(self.lmdb_dirs)}")
+            raise DataError(f"LMDBDataSet: no samples in {', '.join(self.lmdb_dirs)}")
 
     def _ratios(self, ratio_list, where):
         if isinstance(ratio_list, (int, float)) and not isinstance(ratio_list, bool):
@@ -150,9 +150,9 @@ class LMDBDataSet(BaseDataSet):
             label = txn.get(label_key.encode())
             image = txn.get(image_key.encode())
         if label is None:
-            raise KeyError(f"no '{label_key}' entry")
+            raise BadSampleError(f"no '{label_key}' entry")
         if image is None:
-            raise KeyError(f"no '{image_key}' entry")
+            raise BadSampleError(f"no '{image_key}' entry")
         try:
             label = label.decode("utf-8")
         except UnicodeDecodeError:

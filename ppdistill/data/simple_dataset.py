@@ -5,7 +5,7 @@ import random
 
 import numpy as np
 
-from ppdistill.data.base_dataset import BaseDataSet
+from ppdistill.data.base_dataset import BaseDataSet, DataError
 from ppdistill.registry import DATASETS, ConfigError
 
 
@@ -72,7 +72,7 @@ class SimpleDataSet(BaseDataSet):
         if shuffle:
             random.Random(seed).shuffle(self.lines)
         if not self.lines:
-            raise RuntimeError(f"SimpleDataSet: no samples in {', '.join(self.label_files)}")
+            raise DataError(f"SimpleDataSet: no samples in {', '.join(self.label_files)}")
 
     def _read_label_files(self, ratio_list, where):
         """``[(file_index, line_number, raw_bytes)]`` of the non-blank lines, sampled by ratio."""

@@ -3,11 +3,6 @@ import copy
 
 from ppdistill.registry import ConfigError
 
-#: classes a recognition head branch needs beyond the CTC classes (blank + characters).
-_BRANCH_DECODER = {"CTCHead": ("CTCLabelDecode", 0), "SARHead": ("SARLabelDecode", 2),
-                   "NRTRHead": ("NRTRLabelDecode", 3)}
-_SAR_LOSSES = ("SARLoss", "DistillationSARLoss")
-
 
 def rec_char_num(config):
     """CTC class count (blank + dictionary characters [+ space]) from Global/PostProcess."""
@@ -20,50 +15,39 @@ def rec_char_num(config):
 
 
 def _set_head_channels(head, char_num, path):
+    """Let the head class named by ``head`` fill in its class counts (``fill_class_counts``);
+    heads without it (detection heads, unknown names reported later by the build) are left."""
+    from ppdistill.modeling.heads import HEADS
     name = head.get("name")
-    if name == "MultiHead":
-        wanted = {}
-        for entry in head.get("head_list") or []:
-            branch = next(iter(entry)) if isinstance(entry, dict) and entry else None
-            if branch in _BRANCH_DECODER:
-                decoder, extra = _BRANCH_DECODER[branch]
-                wanted[decoder] = char_num + extra
-        given = head.get("out_channels_list")
-        if given is None:
-            head["out_channels_list"] = wanted
-            return
-        for decoder, classes in wanted.items():
-            if decoder in given and given[decoder] != classes:
-                raise ConfigError(
-                    f"{path}.out_channels_list.{decoder}: the dictionary gives {char_num - 1} "
-                    f"characters, so this branch needs {classes} classes, but the config sets "
-                    f"{given[decoder]}")
+    if not isinstance(name, str) or name not in HEADS:
         return
-    if name in _BRANCH_DECODER:
-        classes = char_num + _BRANCH_DECODER[name][1]
-        if head.get("out_channels") is None:
-            head["out_channels"] = classes
-        elif head["out_channels"] != classes:
-            raise ConfigError(
-                f"{path}.out_channels: the dictionary gives {char_num - 1} characters, so the "
-                f"head needs {classes} classes, but the config sets {head['out_channels']}")
+    fill = getattr(HEADS.get(name), "fill_class_counts", None)
+    if fill is not None:
+        fill(head, char_num, path)
 
 
-def _sar_loss_entries(loss_cfg):
-    """Yield the parameter dicts of every SAR loss in a Loss section (nested lists too)."""
+def _dictionary_loss_entries(loss_cfg):
+    """Yield ``(loss_class, params)`` for every loss of a Loss section (nested lists too) whose
+    class declares ``ignore_index_from_dictionary``; ``params`` is the config's own dict."""
+    from ppdistill.losses import LOSSES
+
+    def sized(name):
+        cls = LOSSES.get(name) if isinstance(name, str) and name in LOSSES else None
+        return cls if getattr(cls, "ignore_index_from_dictionary", None) is not None else None
+
     if not isinstance(loss_cfg, dict):
         return
-    if loss_cfg.get("name") in _SAR_LOSSES:
-        yield loss_cfg
+    if sized(loss_cfg.get("name")):
+        yield sized(loss_cfg["name"]), loss_cfg
     for entry in loss_cfg.get("loss_config_list") or []:
         if isinstance(entry, dict) and len(entry) == 1:
             name, params = next(iter(entry.items()))
             if params is None:
                 params = entry[name] = {}
-            if name in _SAR_LOSSES:
-                yield params
+            if sized(name) and isinstance(params, dict):
+                yield sized(name), params
             elif isinstance(params, dict):
-                yield from _sar_loss_entries(params)
+                yield from _dictionary_loss_entries(params)
 
 
 def with_dictionary_sizes(config):
@@ -72,8 +56,10 @@ def with_dictionary_sizes(config):
     As PaddleOCR's train.py does, heads of a rec model (each sub-model of a DistillationModel)
     get their class counts from the dictionary: CTC = blank + characters, SAR = CTC + 2,
     NRTR = CTC + 3, so configs leave them out. A count the config sets explicitly must agree.
-    Every SAR loss without an explicit ``ignore_index`` gets the padding index (CTC + 1)
-    instead of a stale default.
+    No head or loss name is listed here: each head class fills in its own counts
+    (``fill_class_counts``, see ``ppdistill.modeling.heads.class_count``), and every loss class
+    with ``ignore_index_from_dictionary = k`` (the SAR losses: 1) gets
+    ``ignore_index = CTC + k`` unless the config sets it, instead of a stale default.
     """
     config = copy.deepcopy(config)
     arch = config.get("Architecture") or {}
@@ -88,8 +74,8 @@ def with_dictionary_sizes(config):
     for path, head in heads:
         if isinstance(head, dict):
             _set_head_channels(head, char_num, path)
-    for params in _sar_loss_entries(config.get("Loss")):
-        params.setdefault("ignore_index", char_num + 1)
+    for loss_cls, params in _dictionary_loss_entries(config.get("Loss")):
+        params.setdefault("ignore_index", char_num + loss_cls.ignore_index_from_dictionary)
     return config
 
 
@@ -111,6 +97,8 @@ def check_loss_model_names(loss, model):
                     f"Loss.loss_config_list[{index}] ({type(sub_loss).__name__}): no sub-model "
                     f"{name!r}{suggest(name, names)} in Architecture.Models "
                     f"(available: {', '.join(names)})")
+    from ppdistill.modeling.architectures.exported_setup import check_exported_losses
+    check_exported_losses(loss, model)  # losses reading an exported teacher's output
 
 
 def build_for_eval(config):
@@ -121,5 +109,7 @@ def build_for_eval(config):
     config = with_dictionary_sizes(config)
     post_process = build_post_process(config["PostProcess"], config["Global"])
     model = build_model(config["Architecture"])
+    from ppdistill.modeling.architectures.exported_setup import connect_student_dictionary
+    connect_student_dictionary(model, config)  # exported rec teacher -> the student's classes
     metric = build_metric(config["Metric"]) if config.get("Metric") else None
     return config, model, post_process, metric

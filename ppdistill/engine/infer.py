@@ -50,10 +50,16 @@ def _per_model(result):
 
 
 def infer_det(config, logger):
-    """Detect text in ``Global.infer_img``; write boxes JSON lines and drawn images."""
+    """Detect text in ``Global.infer_img``; write boxes JSON lines and drawn images.
+
+    For a DistillationModel also ``det_res_sub_models_<image>.png``: every sub-model's boxes
+    side by side (Teacher / Student / Student2 panels, titled with the box count).
+    """
     from ppdistill.data.imaug import transform
     from ppdistill.infer.text_detector import draw_boxes
+    from ppdistill.utils.visual import boxes_of_all_models, draw_side_by_side
     config, model, post_process = _prepare(config)
+    sub_models = getattr(model, "model_name_list", None) or []
     ops = inference_transforms(config, ["image", "shape"])
     save_path = config["Global"].get("save_res_path") or "./output/det_results/predicts.txt"
     draw_dir = os.path.join(os.path.dirname(save_path) or ".", "det_results")
@@ -77,6 +83,12 @@ def infer_det(config, logger):
             cv2.imwrite(os.path.join(draw_dir, f"det_res{suffix}_{os.path.basename(path)}"),
                         draw_boxes(source, boxes))
             logger.info(f"{path}: {name or 'model'}: {len(boxes)} boxes")
+        if len(sub_models) > 1 and hasattr(post_process, "model_name"):  # one panel per sub-model
+            all_boxes = boxes_of_all_models(post_process, preds, np.expand_dims(shape, 0),
+                                            sub_models)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            cv2.imwrite(os.path.join(draw_dir, f"det_res_sub_models_{stem}.png"),
+                        draw_side_by_side(source, all_boxes))
         payload = record["boxes"] if list(record) == ["boxes"] else record
         lines.append(f"{path}\t{json.dumps(payload)}")
     _write_lines(save_path, lines)

@@ -1,10 +1,9 @@
 """Entry points behind tools/train.py and tools/eval.py."""
-import paddle
 
 from ppdistill.engine.components import build_for_eval, check_loss_model_names
 from ppdistill.engine.evaluator import evaluate, format_metrics
-from ppdistill.engine.launch import (build_arg_parser, cli_main, load_run_config, prepare_run,
-                                     world_size)
+from ppdistill.engine.launch import build_arg_parser, cli_main, load_run_config, prepare_run
+from ppdistill.engine.setup import check_metric, prepare_for_training
 from ppdistill.engine.trainer import Trainer
 
 
@@ -18,13 +17,19 @@ def train(config, logger):
 
 
 def build_trainer(config, logger):
-    """A :class:`Trainer` with every component built from ``config`` (resumed if configured)."""
+    """A :class:`Trainer` with every component built from ``config`` (resumed if configured).
+
+    The metric is checked first (``Metric.key`` / ``main_indicator``), then data, loss and
+    optimizer are built, the checkpoint or pretrained weights loaded, and
+    :func:`~ppdistill.engine.setup.prepare_for_training` freezes, decorates and wraps the model.
+    """
     from ppdistill.data import build_dataloader
     from ppdistill.losses import build_loss
     from ppdistill.optimizer import build_optimizer
     from ppdistill.utils.save_load import load_model
 
     config, model, post_process, metric = build_for_eval(config)
+    check_metric(metric, model)
     seed = int(config["Global"].get("seed", 1024))
     train_loader = build_dataloader(config, "Train", seed=seed)
     if len(train_loader) == 0:
@@ -39,13 +44,10 @@ def build_trainer(config, logger):
         config["Optimizer"], epochs=int(config["Global"].get("epoch_num", 1)),
         step_each_epoch=len(train_loader), model=model)
     resume_state = load_model(config, model, optimizer, _model_type(config))
-    if world_size() > 1:
-        if config["Global"].get("use_sync_bn", False):
-            model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = paddle.DataParallel(model)
+    model, optimizer, amp = prepare_for_training(model, optimizer, config, logger)
     return Trainer(config, model, loss_fn, optimizer, lr_scheduler, train_loader, logger,
                    eval_loader=eval_loader, post_process=post_process, metric=metric,
-                   resume_state=resume_state)
+                   resume_state=resume_state, amp=amp)
 
 
 def evaluate_config(config, logger, all_sub_models=True):

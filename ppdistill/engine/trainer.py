@@ -4,15 +4,36 @@ import math
 import os
 import time
 
+import numpy as np
 import paddle
 
 from ppdistill.engine.amp import AmpContext
 from ppdistill.engine.evaluator import evaluate, format_metrics, to_numpy
+from ppdistill.engine.grad_audit import FirstStepAudit
+from ppdistill.engine.scalar_log import ScalarLog
 from ppdistill.utils.stats import TrainingStats
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the total loss is NaN or infinite (with every term's value)."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training, after ``latest`` was saved; the message says how to resume."""
+
+
+def nonfinite_ranks(total):
+    """The ranks whose ``total`` loss is not finite; one all-reduce when several processes run,
+    so every rank takes the same decision (and none waits in a gradient all-reduce alone)."""
+    bad = not bool(paddle.isfinite(total).all())
+    world = paddle.distributed.get_world_size()
+    if world == 1:
+        return [0] if bad else []
+    flags = np.zeros([world], dtype="int32")
+    flags[paddle.distributed.get_rank()] = int(bad)
+    flags = paddle.to_tensor(flags)
+    paddle.distributed.all_reduce(flags)
+    return [rank for rank, flag in enumerate(flags.numpy().tolist()) if flag]
 
 
 class Trainer:
@@ -23,11 +44,16 @@ class Trainer:
     ``Global`` keys used: epoch_num, print_batch_step, log_smooth_window, eval_batch_step,
     save_epoch_step, save_model_dir, cal_metric_during_train, use_amp/amp_level/amp_dtype,
     skip_nonfinite_loss (skip a step with a non-finite loss instead of stopping), max_iters
-    (stop after that many steps; handy for smoke runs).
+    (stop after that many steps; handy for smoke runs). With several processes a non-finite
+    loss on any rank makes every rank skip the step or stop. ``model`` and ``optimizer`` come
+    from ``ppdistill.engine.setup.prepare_for_training`` with its ``amp``; without ``amp`` the
+    model must be unwrapped and is decorated here. After the first backward,
+    :class:`~ppdistill.engine.grad_audit.FirstStepAudit` reports parameters without gradient.
+    Ctrl-C saves ``latest`` and raises :class:`TrainingInterrupted`.
     """
 
     def __init__(self, config, model, loss_fn, optimizer, lr_scheduler, train_loader, logger,
-                 eval_loader=None, post_process=None, metric=None, resume_state=None):
+                 eval_loader=None, post_process=None, metric=None, resume_state=None, amp=None):
         self.config = config
         self.cfg = config["Global"]
         self.model, self.loss_fn = model, loss_fn
@@ -35,8 +61,11 @@ class Trainer:
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.post_process, self.metric = post_process, metric
         self.logger = logger
-        self.amp = AmpContext(self.cfg, logger)
-        self.model, self.optimizer = self.amp.decorate(self.model, self.optimizer)
+        if amp is None:
+            amp = AmpContext(self.cfg, logger)
+            self.model, self.optimizer = amp.decorate(self.model, self.optimizer)
+        self.amp = amp
+        self.audit = FirstStepAudit(self.model, logger)
         state = resume_state or {}
         self.start_epoch = int(state.get("start_epoch", 1))
         self.global_step = int(state.get("global_step", 0))
@@ -51,6 +80,8 @@ class Trainer:
         self.stats = TrainingStats(int(self.cfg.get("log_smooth_window", 20)))
         start, interval = self._eval_schedule(self.cfg.get("eval_batch_step", [0, 1000]))
         self.eval_start, self.eval_interval = start, interval
+        self.scalars = ScalarLog.from_config(self.cfg, self.save_dir, self.global_step,
+                                             enabled=self.is_main, metric=metric, logger=logger)
 
     @staticmethod
     def _eval_schedule(value):
@@ -65,10 +96,16 @@ class Trainer:
                          f"global_step {self.global_step}, {len(self.train_loader)} steps/epoch")
         self.model.train()
         for epoch in range(self.start_epoch, self.epoch_num + 1):
-            stopped = self.run_epoch(epoch)
+            try:
+                stopped = self.run_epoch(epoch)
+            except KeyboardInterrupt:
+                self.save_interrupted(epoch)
+            from ppdistill.data import report_skipped  # bad samples of this epoch (data side)
+            report_skipped(self.train_loader, self.logger, f"epoch {epoch}")
             self.save_epoch_checkpoints(epoch)
             if stopped:
                 break
+        self.scalars.close()
         self.logger.info(f"best metric: {format_metrics(self.best)}")
         return self.best
 
@@ -97,19 +134,25 @@ class Trainer:
     def train_step(self, batch):
         """Forward, loss, backward, optimizer and LR step; return the logged values."""
         images = batch[0]
+        if not self.audit.done:
+            self.audit.snapshot()
         with self.amp.autocast():
             preds = self.model(images, data=batch[1:])
             losses = self.loss_fn(preds, batch)
         total = losses["loss"]
-        if not bool(paddle.isfinite(total).all()):
+        bad_ranks = nonfinite_ranks(total)
+        if bad_ranks:
             detail = ", ".join(f"{k}: {float(v.mean())}" for k, v in losses.items())
-            message = f"non-finite loss at global_step {self.global_step + 1}: {detail}"
+            where = (f" on rank {', '.join(map(str, bad_ranks))}"
+                     if paddle.distributed.get_world_size() > 1 else "")
+            message = f"non-finite loss at global_step {self.global_step + 1}{where}: {detail}"
             if not self.cfg.get("skip_nonfinite_loss", False):
                 raise NonFiniteLossError(message)
             self.logger.warning(message + " (step skipped)")
             self.optimizer.clear_grad()
             return {}
-        self.amp.step(total, self.optimizer)
+        self.amp.step(total, self.optimizer,
+                      after_backward=None if self.audit.done else self.audit.check)
         logged = {k: float(v.mean()) for k, v in losses.items()}
         logged["lr"] = self.optimizer.get_lr()
         if self.lr_scheduler is not None and not isinstance(self.lr_scheduler, float):
@@ -135,6 +178,7 @@ class Trainer:
             f"{self.stats.log()}, avg_reader_cost: {window['reader'] / steps:.5f} s, "
             f"avg_batch_cost: {batch_cost:.5f} s, avg_samples: {window['samples'] / steps}, "
             f"ips: {ips:.5f} samples/s, eta: {eta}")
+        self.scalars.log_train(self.global_step, epoch, self.stats)
 
     def eval_due(self):
         return (self.eval_loader is not None and self.is_main
@@ -143,7 +187,13 @@ class Trainer:
 
     def evaluate_and_track(self, epoch):
         current = evaluate(self.model, self.eval_loader, self.post_process, self.metric)
+        self.scalars.log_eval(self.global_step, epoch, current)
         self.logger.info(f"cur metric, {format_metrics(current)}")
+        if self.main_indicator not in current:
+            from ppdistill.registry import ConfigError
+            raise ConfigError(f"Metric.main_indicator: the metric returned no "
+                              f"{self.main_indicator!r} (it returned: {', '.join(current)}); "
+                              f"the best model cannot be tracked")
         value = current.get(self.main_indicator)
         if value is not None and not math.isnan(value) and value >= self.best.get(
                 self.main_indicator, 0.0):
@@ -157,6 +207,17 @@ class Trainer:
         save_every = int(self.cfg.get("save_epoch_step", 1) or 1)
         if epoch > 0 and epoch % save_every == 0:
             self.save(f"iter_epoch_{epoch}", epoch)
+
+    def save_interrupted(self, epoch):
+        """Save ``latest`` after Ctrl-C and raise :class:`TrainingInterrupted`.
+
+        The interrupted epoch counts as not done (``latest.states`` gets ``epoch - 1``): a resume
+        repeats it with the weights, optimizer moments and LR position reached.
+        """
+        self.save("latest", epoch - 1)
+        latest = os.path.join(self.save_dir, "latest")
+        raise TrainingInterrupted(f"interrupted at global_step {self.global_step}; resume with "
+                                  f"-o Global.checkpoints={latest}") from None
 
     def save(self, prefix, epoch, is_best=False):
         if not self.is_main:

@@ -137,6 +137,8 @@ def main(argv=None):
         cv2.imwrite(os.path.join(args.draw_img_save_dir, f"det_res_{name}"),
                     draw_boxes(image, boxes))
         print(f"{name}: {len(points)} boxes, {seconds * 1000:.1f} ms")
+    if not latencies:  # as predict_rec: nothing readable is a user error (exit 2)
+        raise FileNotFoundError(f"--image_dir {args.image_dir}: no readable image")
     with open(os.path.join(args.draw_img_save_dir, "det_results.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + ("\n" if lines else ""))
     if latencies:

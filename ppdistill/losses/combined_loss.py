@@ -87,3 +87,14 @@ def _scalar(value):
     if isinstance(value, paddle.Tensor):
         return value.mean() if value.ndim > 0 else value
     return paddle.to_tensor(float(value), dtype="float32")
+
+
+# PaddleOCR's ``ppocr/losses/combined_loss.py`` exposes the losses it can combine; scripts that
+# import them from there get ours (each defined and registered once in its own module).
+from ppdistill.losses.distillation_loss import (  # noqa: E402,F401
+    DistillationCTCLoss, DistillationDBLoss, DistillationDilaDBLoss, DistillationDistanceLoss,
+    DistillationDKDLoss, DistillationDMLLoss, DistillationKLDivLoss, DistillationLossFromOutput,
+    DistillationNRTRLoss, DistillationSARLoss, DistillationSERDMLLoss,
+    DistillationVQADistanceLoss, DistillationVQASerTokenLayoutLMLoss, DistillCTCLogits)
+from ppdistill.losses.rec_ctc_loss import CTCLoss  # noqa: E402,F401
+from ppdistill.losses.rec_sar_loss import SARLoss  # noqa: E402,F401

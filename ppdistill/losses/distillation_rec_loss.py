@@ -107,6 +107,8 @@ class DistillationSARLoss(_PerModelLoss):
     """
 
     dis_head = "sar"
+    #: the trainer sets ``ignore_index`` = CTC classes + 1 (the <PAD> index) when not given.
+    ignore_index_from_dictionary = 1
 
     def __init__(self, model_name_list, key=None, multi_head=False, name="loss_sar",
                  ignore_index=PADDLEOCR_SAR_IGNORE_INDEX):
@@ -123,20 +125,27 @@ class DistillationNRTRLoss(_PerModelLoss):
     the GTC label.
 
     With ``multi_head`` the ``gtc`` branch is used and the batch becomes ``[image, label_gtc,
-    length, ...]``. Targets ``label[:, 1 : 2 + max(length)]``; with ``smoothing`` the ε = 0.1
-    smoothed CE over non-padding positions, otherwise mean CE excluding ``ignore_index``.
+    length, ...]`` (PP-OCRv4 batch layout ``[image, label_ctc, label_gtc, length,
+    valid_ratio]``). Targets ``label_gtc[:, 1 : 2 + max(length)]`` against the logits
+    ``[B, 1 + max(length), C]``:
+
+    - ``smoothing: true``: label-smoothed CE (ε = 0.1, off-target mass ε/(C−1)) averaged over
+      the non-padding positions (target ≠ 0, or ≠ ``ignore_index`` when that is ≥ 0);
+    - ``smoothing: false`` (the PP-OCRv4 config): plain mean cross-entropy over **all**
+      ``B·(1 + max(length))`` positions, padding zeros counted as class-0 targets, exactly as
+      PaddleOCR; ``ignore_index: 0`` excludes the padding instead.
+
     Keys ``{name}_{model}_{idx}``, e.g. ``loss_nrtr_Student_0``, plus ``loss``.
 
     Args:
         model_name_list, key, multi_head, name: as :class:`DistillationCTCLoss`.
         smoothing: label smoothing (PP-OCRv4's config sets false).
-        ignore_index: the padding index of NRTRLabelEncode (0); −1 counts every position.
+        ignore_index: class excluded from the plain CE; −1 (default, as PaddleOCR) counts
+            every position.
         with_all: CE over every label position instead of the NRTR slicing.
 
     Difference from PaddleOCR: PaddleOCR drops ``ignore_index`` and ``with_all`` (always −1
-    and false), so with ``smoothing: false`` its padding zeros count as class-0 targets. Here
-    both are honoured and ``ignore_index`` defaults to 0, so padding is excluded; set
-    ``ignore_index: -1`` to reproduce PaddleOCR's numbers. The result also has ``loss``.
+    and false); here they are honoured. The result also has ``loss``.
 
     YAML::
 
@@ -151,7 +160,7 @@ class DistillationNRTRLoss(_PerModelLoss):
     dis_head = "gtc"
 
     def __init__(self, model_name_list, key=None, multi_head=False, smoothing=True,
-                 name="loss_nrtr", ignore_index=0, with_all=False):
+                 name="loss_nrtr", ignore_index=-1, with_all=False):
         super().__init__(model_name_list, key, multi_head, name)
         self.task_loss = RecCELoss(smoothing=smoothing, with_all=with_all,
                                    ignore_index=ignore_index)

@@ -33,6 +33,9 @@ class SARLoss(nn.Layer):
             ignore_index: 6626
     """
 
+    #: the trainer sets ``ignore_index`` = CTC classes + 1 (the <PAD> index) when not given.
+    ignore_index_from_dictionary = 1
+
     def __init__(self, ignore_index=PADDLEOCR_SAR_IGNORE_INDEX):
         super().__init__()
         self.ignore_index = int(ignore_index)

@@ -36,13 +36,24 @@ class DistillationMetric:
         self.kwargs = kwargs
         self.metrics = None
 
+    def _new_base_metric(self):
+        params = copy.deepcopy(self.kwargs)
+        if self.main_indicator is not None:
+            params["main_indicator"] = self.main_indicator
+        return self.base_class(**params)
+
     def _init_metrics(self, preds):
-        self.metrics = {}
-        for name in preds:
-            params = copy.deepcopy(self.kwargs)
-            if self.main_indicator is not None:
-                params["main_indicator"] = self.main_indicator
-            self.metrics[name] = self.base_class(**params)
+        self.metrics = {name: self._new_base_metric() for name in preds}
+
+    def indicator_names(self):
+        """The unprefixed keys ``get_metric()`` returns for the ``key`` model (e.g. ``["acc",
+        "norm_edit_dis"]``), from a fresh base metric; None if it cannot report before a batch.
+        The trainer checks ``main_indicator`` against them at start."""
+        try:
+            result = self._new_base_metric().get_metric()
+        except Exception:  # a base metric that cannot report before its first batch
+            return None
+        return list(result) if isinstance(result, dict) and result else None
 
     def __call__(self, preds, batch, **kwargs):
         if not isinstance(preds, dict):

@@ -1,10 +1,15 @@
 """Compile (once) and load ppdistill's CPU kernels (``cpu_kernels.cc``) as paddle custom ops.
 
 The first call compiles the C++ source with the machine's C++ compiler through
-``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory keyed by the paddle
-version and a hash of the source, the compiler flags and the CPU's feature flags, under ``$PPDISTILL_EXTENSION_DIR`` or
-``~/.cache/ppdistill/ops``; later processes reuse it. A file lock keeps concurrent processes
-(``paddle.distributed.launch``, parallel test runs) from building at the same time.
+``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory under
+``$PPDISTILL_EXTENSION_DIR`` or ``~/.cache/ppdistill/ops``, keyed by everything that changes
+the build: the source (content and location), the compiler flags, the CPU's feature flags,
+the paddle build (version, commit, install location), the compiler (``$CXX`` and its
+``--version``) and the Python (version and ABI tag). Later processes of the same environment
+reuse it; two environments on one machine get separate builds instead of recompiling each
+other's. A file lock keeps concurrent processes (``paddle.distributed.launch``, parallel test
+runs) from building at the same time. paddle's "No ccache found" warning and "using custom
+operator only" log line are kept out of the output.
 
 Without a working compiler, or with ``PPDISTILL_CPU_KERNELS=0``, :func:`cpu_kernels` returns
 None and callers use paddle's own kernels (same results, slower); the reason is logged once.
@@ -13,8 +18,14 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import warnings
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
+#: the real path: paddle re-compiles when the source path it is given changes (symlinked
+#: checkouts would otherwise rebuild each other's kernels)
+SOURCE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "cpu_kernels.cc")
 #: -fopenmp-simd: `omp simd` reductions vectorise without linking an OpenMP runtime
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17")
 _STATE = {"module": None, "tried": False, "reason": None}
@@ -39,14 +50,39 @@ def _cpu_flags():
     return ""
 
 
+def _compiler_identity():
+    """``$CXX`` (or ``c++``), its resolved path and the first line of its ``--version``."""
+    compiler = os.environ.get("CXX") or "c++"
+    path = shutil.which(compiler) or compiler
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError):
+        version = []
+    return f"{compiler}|{os.path.realpath(path)}|{''.join(version)}"
+
+
+def _paddle_identity():
+    import paddle
+    commit = getattr(getattr(paddle, "version", None), "commit", "")
+    return f"{paddle.__version__}|{commit}|{os.path.dirname(os.path.abspath(paddle.__file__))}"
+
+
+def _python_identity():
+    return f"{sys.version}|{sys.implementation.cache_tag}|{getattr(sys, 'abiflags', '')}"
+
+
+def build_key():
+    """The parts of the build-directory hash (see the module docstring)."""
+    with open(SOURCE, "rb") as handle:
+        source = hashlib.sha1(handle.read()).hexdigest()
+    return (source, SOURCE, " ".join(CXX_FLAGS), _cpu_flags(), _paddle_identity(),
+            _compiler_identity(), _python_identity())
+
+
 def build_directory():
     import paddle
-    digest = hashlib.sha1()
-    with open(SOURCE, "rb") as handle:
-        digest.update(handle.read())
-    digest.update(" ".join(CXX_FLAGS).encode())
-    digest.update(_cpu_flags().encode())
-    digest = digest.hexdigest()[:12]
+    digest = hashlib.sha1("\n".join(build_key()).encode()).hexdigest()[:12]
     root = os.environ.get("PPDISTILL_EXTENSION_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "ppdistill", "ops")
     return os.path.join(root, f"paddle{paddle.__version__}-{digest}")
@@ -70,9 +106,33 @@ def _compile():
     if not any(name.endswith(".so") for _, _, files in os.walk(directory) for name in files):
         logger.info("compiling ppdistill's CPU kernels into %s (once, about 10-20 s)", directory)
     with _build_lock(directory), open(os.devnull, "w") as quiet, \
-            contextlib.redirect_stdout(quiet):
+            contextlib.redirect_stdout(quiet), warnings.catch_warnings(), _quiet_paddle_logs():
+        warnings.filterwarnings("ignore", message="No ccache found")
         return load(name="ppdistill_cpu_kernels", sources=[SOURCE], build_directory=directory,
                     extra_cxx_cflags=list(CXX_FLAGS), verbose=False)
+
+
+@contextlib.contextmanager
+def _quiet_paddle_logs():
+    """paddle's cpp_extension logs "using custom operator only" at INFO on every load, and its
+    build subprocess prints the "No ccache found" warning; both are held back while loading."""
+    loggers = [logging.getLogger(name) for name in ("utils.cpp_extension",
+                                                    "paddle.utils.cpp_extension")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    # the build/check step runs a Python subprocess that imports paddle (and warns again)
+    saved = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [saved, "ignore:No ccache found"]))
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+        if saved is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved
 
 
 def cpu_kernels():

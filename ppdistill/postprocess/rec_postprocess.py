@@ -187,10 +187,11 @@ class SARLabelDecode(BaseRecLabelDecode):
 class NRTRLabelDecode(BaseRecLabelDecode):
     """NRTR decoding. Table: 0 ``blank``, 1 ``<unk>``, 2 ``<s>``, 3 ``</s>``, characters from 4.
 
-    ``preds`` is either scores [B, T, C] (a tensor or array: argmax / max) or a list/tuple
+    ``preds`` is either scores [B, T, C] (a tensor or array: argmax / max), a list/tuple
     ``(ids [B, T], probs [B, T])`` from a decoder that already picked tokens (a leading start
-    token column is dropped). Per sample the text is read up to ``</s>``; score = mean
-    probability of the characters read. Labels are decoded from ``label[:, 1:]``.
+    token column is dropped), or a MultiHead training dict (its ``gtc`` logits are decoded).
+    Per sample the text is read up to ``</s>``; score = mean probability of the characters read.
+    Labels are decoded from ``label[:, 1:]``.
 
     Args:
         character_dict_path: as :class:`CTCLabelDecode`.
@@ -235,6 +236,12 @@ class NRTRLabelDecode(BaseRecLabelDecode):
         return results
 
     def __call__(self, preds, label=None):
+        if isinstance(preds, dict):
+            # a MultiHead's training output {ctc, ctc_neck, gtc}: decode its NRTR (gtc) branch
+            if "gtc" not in preds:
+                raise TypeError(f"{type(self).__name__}: got a dict of outputs "
+                                f"({', '.join(map(str, preds))}) without a 'gtc' entry")
+            preds = preds["gtc"]
         if isinstance(preds, (list, tuple)):
             if len(preds) != 2:
                 raise ValueError(f"NRTRLabelDecode: a list/tuple input must be (ids, probs), "

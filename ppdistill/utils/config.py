@@ -8,31 +8,44 @@
   known ``Global`` setting or an argument accepted by the component the mapping configures (so
   ``-o Train.dataset.transforms.2.DetResizeForTest.limit_side_len=960`` works even when the file
   leaves ``DetResizeForTest`` empty, while ``-o Global.epoch_nums=5`` is rejected).
+- ``Global`` is validated against one schema (``global_schema.py``) in the file and in ``-o``:
+  unknown keys and wrong types are rejected, enabled PaddleOCR features ppdistill lacks
+  (``use_wandb: true``) get a one-line warning. An undefined alias is reported as
+  ``file:line: undefined YAML alias '*name'``.
 """
 import copy
 import os
+import re
+import sys
 
 import yaml
 
 from ppdistill.registry import ConfigError, accepted_keys, suggest
+from ppdistill.utils.global_schema import (GLOBAL_SCHEMA, check_setting, unsupported_warning,
+                                           validate_global)
 
 SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
+#: top-level keys PaddleOCR's configs carry that are not sections (accepted, unused)
+TOP_LEVEL_EXTRAS = ("profiler_options",)
 
-#: Global settings the tools understand; an override may add any of them.
-GLOBAL_KEYS = (
-    "debug", "use_gpu", "use_xpu", "use_npu", "use_mlu", "epoch_num", "log_smooth_window",
-    "print_batch_step", "save_model_dir", "save_epoch_step", "eval_batch_step", "eval_batch_epoch",
-    "cal_metric_during_train", "calc_epoch_interval", "pretrained_model", "checkpoints",
-    "save_inference_dir", "use_visualdl", "use_wandb", "infer_img", "save_res_path",
-    "character_dict_path", "max_text_length", "infer_mode", "use_space_char", "distributed",
-    "d2s_train_image_shape", "use_amp", "amp_level", "amp_dtype", "scale_loss",
-    "use_dynamic_loss_scaling", "amp_custom_black_list", "amp_custom_white_list", "seed",
-    "num_threads", "export_models", "skip_nonfinite_loss", "max_iters", "log_file",
-)
+#: Global settings (from the schema in ``global_schema.py``); an override may add any of them.
+GLOBAL_KEYS = tuple(GLOBAL_SCHEMA)
+
+
+def _line_of_key(text, key):
+    """1-based line of the first indented ``key:`` after ``Global:`` in ``text``, or None."""
+    section = re.search(r"^Global[ \t]*:", text, flags=re.MULTILINE)
+    start = section.end() if section else 0
+    match = re.compile(rf"^[ \t]+{re.escape(key)}[ \t]*:", flags=re.MULTILINE).search(text, start)
+    return text.count("\n", 0, match.start()) + 1 if match else None
 
 
 def load_config(path):
-    """Read a YAML config file into a dict (safe loader; errors name the file and line)."""
+    """Read a YAML config file into a dict (safe loader; errors name the file and line).
+
+    ``Global`` is checked against the schema: an unknown key or a wrongly typed value is a
+    ``ConfigError`` naming the file and line.
+    """
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: config file not found")
     with open(path, "rb") as handle:
@@ -42,14 +55,25 @@ def load_config(path):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else path
+        alias = re.match(r"found undefined alias '?([^'\s]+)'?", str(exc.problem or ""))
+        if alias:
+            raise ConfigError(f"{where}: undefined YAML alias '*{alias.group(1)}' (define it "
+                              f"with '&{alias.group(1)}' before its first use)") from None
         raise ConfigError(f"{where}: invalid or unsafe YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     for key in config:
-        if key not in SECTIONS:
+        if key not in SECTIONS and key not in TOP_LEVEL_EXTRAS:
             raise ConfigError(f"{path}: unknown top-level section '{key}'{suggest(key, SECTIONS)}")
+    global_cfg = config.get("Global")
+    if isinstance(global_cfg, dict):
+        for key, value in global_cfg.items():
+            line = _line_of_key(text, str(key))
+            check_setting(str(key), value, f"{path}:{line}" if line else path)
+    else:
+        validate_global(global_cfg, path)
     return config
 
 
@@ -77,6 +101,9 @@ def _component_params(parent, key, node):
         name = node["name"]
     elif isinstance(parent, dict) and len(parent) == 1 and isinstance(key, str):
         name = key  # PaddleOCR's one-key form {ClassName: params}
+    if name is None and isinstance(node, dict) and "Backbone" in node:  # a (sub-)model
+        from ppdistill.modeling.architectures.base_model import _MODEL_KEYS
+        return list(_MODEL_KEYS) + ["pretrained", "freeze_params", "precision"]
     if name is None:
         return None
     for value in vars(registry).values():
@@ -129,6 +156,8 @@ def apply_override(config, parts, value, text):
             if not last:
                 node[part] = {}
         if last:
+            if parts[:depth] == ["Global"]:
+                check_setting(part, value, f"-o {text}")
             node[part] = value
             return
         parent, parent_key, node = node, part, node[part]
@@ -143,6 +172,14 @@ def merge_overrides(config, overrides):
     return config
 
 
-def load_with_overrides(path, overrides=None):
-    """``load_config(path)`` followed by :func:`merge_overrides`."""
-    return merge_overrides(load_config(path), overrides)
+def load_with_overrides(path, overrides=None, warn=True):
+    """``load_config(path)`` followed by :func:`merge_overrides`.
+
+    With ``warn``, unsupported ``Global`` keys that are enabled (``use_wandb: true`` ...) are
+    named in one ``warning:`` line on stderr.
+    """
+    config = merge_overrides(load_config(path), overrides)
+    message = unsupported_warning(config.get("Global"))
+    if warn and message:
+        print(message, file=sys.stderr)
+    return config

@@ -3,6 +3,7 @@ import os
 
 import paddle
 
+from ppdistill.modeling.rep import rep_layers, reparameterized_copy
 from ppdistill.registry import ConfigError, suggest
 
 
@@ -32,11 +33,41 @@ def input_shape(config):
     return [None, 3, height or 48, -1]
 
 
+def model_input_shape(model, shape):
+    """``shape``, or ``[N, C, H, W]`` with the fixed ``[H, W]`` of a backbone that accepts only
+    one input size (its ``fixed_input_size``, e.g. SVTRNet's ``img_size``)."""
+    fixed = getattr(getattr(model, "backbone", None), "fixed_input_size", None)
+    if fixed:
+        return list(shape[:2]) + [int(v) for v in fixed]
+    return shape
+
+
+class _MapsFirst(paddle.nn.Layer):
+    """Puts a detector's ``maps`` first among several outputs (e.g. PFHeadLocal's eval
+    ``{"maps", "cbn_maps"}``): paddle would save a dict in sorted key order, ``cbn_maps`` first,
+    and predictors (ours and PaddleOCR's ``predict_det``) read output 0."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        if isinstance(out, dict) and "maps" in out and len(out) > 1:
+            return [out["maps"]] + [out[k] for k in sorted(out) if k != "maps"]
+        return out
+
+
 def export_single(model, shape, save_prefix):
-    """Trace ``model`` (eval mode, ``return_all_feats`` off) and save it under ``save_prefix``."""
+    """Trace ``model`` (eval mode, ``return_all_feats`` off) and save it under ``save_prefix``.
+
+    Re-parameterisable layers (PPLCNetV3) are exported fused, from a copy: ``model`` keeps its
+    training form (``ppdistill.modeling.rep``).
+    """
     if hasattr(model, "return_all_feats"):
         model.return_all_feats = False
     model.eval()
+    model = _MapsFirst(reparameterized_copy(model))
     spec = [paddle.static.InputSpec(shape=list(shape), dtype="float32", name="x")]
     static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
     # A program of the other format left by an earlier export (paddle 2.x .pdmodel vs paddle 3
@@ -57,17 +88,30 @@ def export_model(config, model, save_dir, names=None, logger=None):
     shape = input_shape(config)
     written = {}
     sub_names = getattr(model, "model_name_list", None)
+    fused, shapes = {}, {}
     if sub_names is None:
-        export_single(model, shape, os.path.join(save_dir, "inference"))
+        fused[""] = len(rep_layers(model))
+        shapes[""] = model_input_shape(model, shape)
+        export_single(model, shapes[""], os.path.join(save_dir, "inference"))
         written[""] = save_dir
     else:
         for name in names or sub_names:
             if name not in sub_names:
                 raise ConfigError(f"export: no sub-model {name!r}{suggest(name, sub_names)} "
                                   f"(available: {', '.join(sub_names)})")
-            export_single(getattr(model, name), shape, os.path.join(save_dir, name, "inference"))
+            if getattr(getattr(model, name), "inference_model", None):  # ExportedModel
+                if logger:
+                    logger.info(f"sub-model {name} is an exported model already "
+                                f"({getattr(model, name).inference_model}): not exported")
+                continue
+            fused[name] = len(rep_layers(getattr(model, name)))
+            shapes[name] = model_input_shape(getattr(model, name), shape)
+            export_single(getattr(model, name), shapes[name],
+                          os.path.join(save_dir, name, "inference"))
             written[name] = os.path.join(save_dir, name)
     if logger:
         for name, path in written.items():
-            logger.info(f"inference model {name or 'model'} saved to {path} (input {shape})")
+            note = f", {fused[name]} re-parameterised layers fused" if fused[name] else ""
+            logger.info(f"inference model {name or 'model'} saved to {path} "
+                        f"(input {shapes[name]}{note})")
     return written

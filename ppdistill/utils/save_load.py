@@ -205,6 +205,9 @@ def load_pretrained_params(model, path):
     ValueError, with a hint about sub-model prefixes such as ``Student.``, if no key matched.
     """
     model = _unwrap(model)
+    if str(path).startswith(("http://", "https://")):  # PaddleOCR configs download these
+        raise FileNotFoundError(f"pretrained weights {path} are a URL, and ppdistill does not "
+                                f"download: download the file and give its local path")
     path = _params_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: pretrained weights not found")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ppdistill.data import build_dataloader, build_dataset, default_collate
+from ppdistill.data.base_dataset import DataError
 from ppdistill.data.simple_dataset import SimpleDataSet
 from ppdistill.demo.det_data import make_det_dataset
 from ppdistill.registry import ConfigError
@@ -85,9 +86,11 @@ def test_bad_lines_are_skipped_counted_and_warned_once(tiny_set, data_log):
     dataset = _dataset(root, label_file)
     assert len(dataset) == 7  # the blank line is not a sample
     for _ in range(2):
-        paths = [os.path.basename(dataset[i][0]) for i in range(len(dataset))]
-    # eval mode: a bad line is replaced by the next good one
-    assert paths == ["a.jpg", "b.jpg", "b.jpg", "c.jpg", "c.jpg", "c.jpg", "a.jpg"]
+        paths = [None if dataset[i] is None else os.path.basename(dataset[i][0])
+                 for i in range(len(dataset))]
+        # eval mode: a bad line is skipped (None), never replaced by another sample
+        assert paths == ["a.jpg", None, "b.jpg", None, None, "c.jpg", None]
+        assert dataset.take_skip_count() == 4 and dataset.take_skip_count() == 0
     assert dataset.skipped == 4
     assert sorted(dataset.bad_samples) == [1, 3, 4, 6]
     assert len(data_log) == 4  # one warning per bad line, even after two passes
@@ -109,12 +112,14 @@ def test_all_bad_lines_raise_a_clear_error(tmp_path, data_log):
     label_file = tmp_path / "all_bad.txt"
     label_file.write_text("nothing.jpg\t[]\nnope.jpg\t[]\n", encoding="utf-8")
     dataset = SimpleDataSet(str(tmp_path), str(label_file), DECODE, mode="train")
-    with pytest.raises(RuntimeError, match=r"all 2 samples of .*all_bad.txt are bad"):
+    with pytest.raises(DataError, match=r"all 2 samples of .*all_bad.txt are bad"):
         dataset[0]
     assert dataset.skipped == 2 and len(data_log) == 2
+    with pytest.raises(DataError, match=r"all 2 samples of .*all_bad.txt are bad"):
+        SimpleDataSet(str(tmp_path), str(label_file), DECODE, mode="eval").check_usable()
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")
-    with pytest.raises(RuntimeError, match="no samples"):
+    with pytest.raises(DataError, match="no samples"):
         SimpleDataSet(str(tmp_path), str(empty), DECODE)
     with pytest.raises(ConfigError, match=r"Train.dataset.label_file_list\[0\].*does not exist"):
         SimpleDataSet(str(tmp_path), str(tmp_path / "missing.txt"), DECODE, mode="Train")

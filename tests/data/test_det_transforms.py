@@ -203,7 +203,9 @@ def test_iaa_rejects_unknown_augmenter_and_argument():
         IaaAugment([{"type": "Fliplrr", "args": {"p": 0.5}}])
     with pytest.raises(ConfigError, match="unexpected key 'rotation'.*did you mean 'rotate'"):
         IaaAugment([{"type": "Affine", "args": {"rotation": [-10, 10]}}])
-    blur = r"transforms\[0\]: IaaAugment.augmenter_args\[0\]: unknown augmenter 'Blur'"
+    # the config path of the transform, then the constructor's own message
+    blur = (r"^Train.dataset.transforms\[0\].IaaAugment: IaaAugment.augmenter_args\[0\]: "
+            r"unknown augmenter 'Blur'")
     with pytest.raises(ConfigError, match=blur):
         create_operators([{"IaaAugment": {"augmenter_args": [{"type": "Blur"}]}}])
 

@@ -49,9 +49,9 @@ def test_lmdb_dataset_reads_samples_and_skips_bad_ones(tiny_lmdb, caplog):
     assert label.tolist() == [11, 12, 0, 0, 0, 0] and int(length) == 2
     assert 0 < valid_ratio <= 1
     with caplog.at_level(logging.WARNING, logger="ppdistill.data"):
-        replaced = dataset[2]            # too long for max_text_length 6: the next one instead
-    assert replaced[1].tolist()[:4] == [34, 35, 36, 10]
-    assert dataset.skipped == 1
+        skipped = dataset[2]             # too long for max_text_length 6: skipped, not replaced
+    assert skipped is None and dataset[3][1].tolist()[:4] == [34, 35, 36, 10]
+    assert dataset.skipped == 1 and dataset.take_skip_count() == 1
     assert f"{tiny_lmdb / 'part1'}:3" in caplog.text and "rejected" in caplog.text
 
 
@@ -85,7 +85,7 @@ def test_lmdb_dataset_errors(tmp_path):
     env.close()
     dataset = LMDBDataSet(str(broken), TRANSFORMS, global_config=GLOBAL, mode="eval")
     with pytest.raises(RuntimeError, match="all 2 samples"):
-        dataset[0]
+        dataset.check_usable()
     assert "no 'image-000000001'" in dataset.bad_samples[0]
 
 

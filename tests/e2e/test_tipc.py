@@ -30,11 +30,21 @@ def test_params_parser(tmp_path):
         TipcParams.parse(str(bad))
 
 
+def _checkout_outputs():
+    """Files under the checkout's output folders (./output, ./train_data, test_tipc/output)."""
+    found = set()
+    for folder in ("output", "train_data", os.path.join("test_tipc", "output")):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            found.update(os.path.join(root, name) for name in files)
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["ch_PP-OCRv3_det_cml", "ch_PP-OCRv3_rec_distillation"])
-def test_lite_train_lite_infer(model):
+def test_lite_train_lite_infer(model, tmp_path):
     params = os.path.join("test_tipc", "configs", model, "train_infer_python.txt")
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = dict(os.environ, PYTHON=sys.executable, TIPC_OUTPUT=str(tmp_path))  # not the checkout
+    in_checkout = _checkout_outputs()
     subprocess.run(["bash", "test_tipc/prepare.sh", params, "lite_train_lite_infer"], cwd=REPO,
                    env=env, check=True, capture_output=True, timeout=600)
     result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", params,
@@ -43,6 +53,9 @@ def test_lite_train_lite_infer(model):
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "Run failed" not in result.stdout
+    assert (tmp_path / "train_data").is_dir() and (tmp_path / model / "lite_train_lite_infer"
+                                                   / "logs").is_dir()
+    assert _checkout_outputs() - in_checkout == set()  # nothing written into the checkout
     # train, eval, export and the two-value --cpu_threads grid (x2 for rec's batch sizes)
     expected = 3 + (2 if "det" in model else 4)
     assert result.stdout.count("Run successfully with command - ") == expected

@@ -160,11 +160,12 @@ def test_distillation_nrtr_loss_arguments_honoured():
     smooth = DistillationNRTRLoss(["Student"], key="head_out", multi_head=True)(preds, batch)
     assert list(smooth) == ["loss_nrtr_Student_0", "loss"]
     assert float(smooth["loss"]) == pytest.approx(2.2293706, abs=1e-5)
-    plain = DistillationNRTRLoss(["Student"], key="head_out", multi_head=True, smoothing=False)
-    assert float(plain(preds, batch)["loss"]) == pytest.approx(2.2583551, abs=1e-5)
     paddle_like = DistillationNRTRLoss(["Student"], key="head_out", multi_head=True,
-                                       smoothing=False, ignore_index=-1)
+                                       smoothing=False)  # padding counts, as PaddleOCR
     assert float(paddle_like(preds, batch)["loss"]) == pytest.approx(2.3898999, abs=1e-5)
+    no_pad = DistillationNRTRLoss(["Student"], key="head_out", multi_head=True, smoothing=False,
+                                  ignore_index=0)
+    assert float(no_pad(preds, batch)["loss"]) == pytest.approx(2.2583551, abs=1e-5)
 
 
 def test_distillation_losses_clear_errors():

@@ -89,3 +89,21 @@ def test_config_errors():
         build_model(cfg)
     with pytest.raises(ConfigError, match="unknown architecture 'Distillation'"):
         build_model({"name": "Distillation", "Models": {}})
+
+
+def test_frozen_teacher_unchanged_when_a_wrapper_sets_training_directly():
+    # paddle.DataParallel.train() sets ``training`` on every sub-layer without calling the
+    # DistillationModel's train(): the frozen teacher's BN must still not move
+    model = build_model(distill_config())
+    for layer in model.sublayers():
+        layer.training = True
+    before = {k: v.numpy().copy() for k, v in model.Teacher.state_dict().items()}
+    x = paddle.randn([2, 3, 8, 8])
+    out = model(x)
+    for k, v in model.Teacher.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+    assert model.Teacher.pinned_layer_names == ["backbone.bn"]
+    # the teacher normalised with its running statistics, as in eval mode
+    model.eval()
+    np.testing.assert_array_equal(out["Teacher"]["maps"].numpy(),
+                                  model(x)["Teacher"]["maps"].numpy())

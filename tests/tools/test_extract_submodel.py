@@ -50,7 +50,7 @@ def test_cli_unknown_name_lists_the_prefixes(checkpoint, tmp_path):
     _, path = checkpoint
     result = run_tool("--checkpoint", path[:-len(".pdparams")], "--name", "student",
                       "--out", str(tmp_path / "x.pdparams"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no sub-model 'student'; did you mean 'Student'?" in result.stderr
     assert "['Student', 'Teacher']" in result.stderr
     assert "Traceback" not in result.stderr
@@ -65,5 +65,8 @@ def test_listing_default_output_and_errors_in_process(checkpoint, tmp_path, caps
     assert len(safe_load(str(tmp_path / "teacher.pdparams"))) == 8
     with pytest.raises(SystemExit) as info:
         extract_submodel.main(["--checkpoint", str(tmp_path / "nope")])
-    assert info.value.code == 1
-    assert "nope.pdparams: no such checkpoint file" in capsys.readouterr().err
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nope.pdparams: no such checkpoint file" in err
+    # the message names the checkpoints that exist next to it
+    assert f"checkpoints in {tmp_path}: " in err and "teacher" in err

@@ -2,7 +2,8 @@
 import cv2
 import numpy as np
 
-from ppdistill.data.imaug.make_shrink_map import _check_ratio, offset_distance, offset_polygon
+from ppdistill.data.imaug.make_shrink_map import (epoch_shrink_ratio, offset_distance,
+                                                  offset_polygon)
 from ppdistill.registry import TRANSFORMS, ConfigError
 
 
@@ -56,6 +57,9 @@ class MakeBorderMap:
     Args:
         shrink_ratio: r above.
         thresh_min, thresh_max: the range the map is scaled into.
+        total_epoch, epoch: with both set, r becomes ``shrink_ratio + 0.2 * epoch /
+            total_epoch``; in training ``epoch`` is the loader seed (``Global.seed``), exactly as
+            in PaddleOCR (see :class:`~ppdistill.data.imaug.make_shrink_map.MakeShrinkMap`).
 
     YAML::
 
@@ -63,13 +67,14 @@ class MakeBorderMap:
             shrink_ratio: 0.4
             thresh_min: 0.3
             thresh_max: 0.7
+            total_epoch: 500   # optional, PP-OCRv4
     """
 
-    def __init__(self, shrink_ratio=0.4, thresh_min=0.3, thresh_max=0.7):
-        _check_ratio("MakeBorderMap", shrink_ratio)
+    def __init__(self, shrink_ratio=0.4, thresh_min=0.3, thresh_max=0.7, total_epoch=None,
+                 epoch=None):
+        self.shrink_ratio = epoch_shrink_ratio("MakeBorderMap", shrink_ratio, total_epoch, epoch)
         if not thresh_min <= thresh_max:
             raise ConfigError(f"MakeBorderMap: thresh_min {thresh_min} > thresh_max {thresh_max}")
-        self.shrink_ratio = float(shrink_ratio)
         self.thresh_min = float(thresh_min)
         self.thresh_max = float(thresh_max)
 

@@ -37,6 +37,27 @@ def _check_ratio(name, shrink_ratio):
         raise ConfigError(f"{name}: shrink_ratio must be in (0, 1), got {shrink_ratio!r}")
 
 
+def epoch_shrink_ratio(name, shrink_ratio, total_epoch=None, epoch=None):
+    """PaddleOCR's epoch-dependent ratio: ``shrink_ratio + 0.2 * epoch / total_epoch``.
+
+    Active only when both ``total_epoch`` and ``epoch`` are given (``epoch`` is injected by the
+    training dataset, see :class:`~ppdistill.data.base_dataset.BaseDataSet`); otherwise
+    ``shrink_ratio`` itself. The result must stay in (0, 1).
+    """
+    _check_ratio(name, shrink_ratio)
+    if total_epoch is None or epoch is None:
+        return float(shrink_ratio)
+    if not isinstance(total_epoch, (int, float)) or total_epoch <= 0:
+        raise ConfigError(f"{name}: total_epoch must be a positive number, got {total_epoch!r}")
+    ratio = float(shrink_ratio) + 0.2 * float(epoch) / float(total_epoch)
+    if not 0 < ratio < 1:
+        raise ConfigError(
+            f"{name}: shrink_ratio {shrink_ratio} + 0.2 * epoch {epoch} / total_epoch "
+            f"{total_epoch} = {ratio:.4f} is not in (0, 1); epoch is Global.seed in training "
+            f"(as in PaddleOCR), so lower Global.seed, raise total_epoch or drop it")
+    return ratio
+
+
 @TRANSFORMS.register()
 class MakeShrinkMap:
     """Build ``shrink_map`` (1 inside the shrunk text polygons) and ``shrink_mask`` (0 on
@@ -52,18 +73,24 @@ class MakeShrinkMap:
     Args:
         min_text_size: minimum short side (pixels) of a text box to be learnt.
         shrink_ratio: r above.
+        total_epoch, epoch: with both set, r becomes ``shrink_ratio + 0.2 * epoch /
+            total_epoch`` (PaddleOCR's PP-OCRv4 det configs set ``total_epoch: 500``). As in
+            PaddleOCR, ``epoch`` is not the training epoch: a training dataset whose transforms
+            list both MakeBorderMap and MakeShrinkMap injects the loader seed (``Global.seed``,
+            default 1024), so r = 0.4 + 0.2 * 1024 / 500 = 0.8096 for the whole run. Not
+            injected in eval.
 
     YAML::
 
         - MakeShrinkMap:
             shrink_ratio: 0.4
             min_text_size: 8
+            total_epoch: 500   # optional, PP-OCRv4
     """
 
-    def __init__(self, min_text_size=8, shrink_ratio=0.4):
-        _check_ratio("MakeShrinkMap", shrink_ratio)
+    def __init__(self, min_text_size=8, shrink_ratio=0.4, total_epoch=None, epoch=None):
+        self.shrink_ratio = epoch_shrink_ratio("MakeShrinkMap", shrink_ratio, total_epoch, epoch)
         self.min_text_size = float(min_text_size)
-        self.shrink_ratio = float(shrink_ratio)
 
     def __call__(self, data):
         h, w = data["image"].shape[:2]

@@ -28,11 +28,13 @@ class Head(nn.Layer):
     ``sigmoid(conv3(conv_bn2(conv2(conv_bn1(conv1(x))))))``: ``conv1`` kxk (k =
     ``kernel_list[0]``, padding k//2, C -> C//4, no bias), BatchNorm+relu, ``conv2`` transposed
     conv (kernel ``kernel_list[1]``, stride 2, with bias), BatchNorm+relu, ``conv3`` transposed
-    conv to 1 channel (kernel ``kernel_list[2]``, stride 2, with bias).
+    conv to 1 channel (kernel ``kernel_list[2]``, stride 2, with bias). With ``fix_nan``, NaNs
+    after each BatchNorm+relu are replaced by 0 in training mode (PP-OCRv5); eval is unchanged.
     """
 
-    def __init__(self, in_channels, kernel_list=(3, 2, 2)):
+    def __init__(self, in_channels, kernel_list=(3, 2, 2), fix_nan=False):
         super().__init__()
+        self.fix_nan = bool(fix_nan)
         quarter = in_channels // 4
         kaiming = paddle.ParamAttr(initializer=nn.initializer.KaimingUniform())
         self.conv1 = nn.Conv2D(in_channels, quarter, kernel_list[0],
@@ -47,8 +49,14 @@ class Head(nn.Layer):
                                             initializer=nn.initializer.KaimingUniform()),
                                         bias_attr=_bias_attr(quarter))
 
+    def _nan_to_zero(self, x):
+        if self.fix_nan and self.training:
+            return paddle.where(paddle.isnan(x), paddle.zeros_like(x), x)
+        return x
+
     def forward(self, x):
-        x = self.conv_bn2(self.conv2(self.conv_bn1(self.conv1(x))))
+        x = self._nan_to_zero(self.conv_bn1(self.conv1(x)))
+        x = self._nan_to_zero(self.conv_bn2(self.conv2(x)))
         return F.sigmoid(self.conv3(x))
 
 
@@ -68,6 +76,8 @@ class DBHead(nn.Layer):
         in_channels: channels of the neck output.
         k: amplification factor of the step function.
         kernel_list: kernel sizes of ``conv1``, ``conv2``, ``conv3`` in each branch.
+        fix_nan: in training, replace NaNs by 0 after each branch's two BatchNorm+relu layers
+            (PaddleOCR's PP-OCRv5 ``fix_nan``); no parameters, no effect in eval.
 
     YAML::
 
@@ -75,9 +85,10 @@ class DBHead(nn.Layer):
           name: DBHead
           k: 50
           kernel_list: [7, 2, 2]   # default [3, 2, 2]
+          fix_nan: True            # PP-OCRv5, default False
     """
 
-    def __init__(self, in_channels, k=50, kernel_list=(3, 2, 2)):
+    def __init__(self, in_channels, k=50, kernel_list=(3, 2, 2), fix_nan=False):
         super().__init__()
         if not isinstance(kernel_list, (list, tuple)) or len(kernel_list) != 3 or not all(
                 isinstance(v, int) and v > 0 for v in kernel_list):
@@ -88,8 +99,8 @@ class DBHead(nn.Layer):
             raise ConfigError(f"DBHead: in_channels must be an int >= 4 (the neck's "
                               f"out_channels), got {in_channels!r}")
         self.k = k
-        self.binarize = Head(in_channels, kernel_list)
-        self.thresh = Head(in_channels, kernel_list)
+        self.binarize = Head(in_channels, kernel_list, fix_nan=fix_nan)
+        self.thresh = Head(in_channels, kernel_list, fix_nan=fix_nan)
 
     def step_function(self, x, y):
         """``1 / (1 + exp(-k * (x - y)))``."""

@@ -6,6 +6,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.modeling.heads.class_count import DictionarySizedHead
 from ppdistill.registry import HEADS, ConfigError
 
 __all__ = ["CTCHead", "fc_param_attrs"]
@@ -23,7 +24,7 @@ def fc_param_attrs(l2_decay, fan_in):
 
 
 @HEADS.register()
-class CTCHead(nn.Layer):
+class CTCHead(DictionarySizedHead, nn.Layer):
     """Linear classifier over a ``[N, T, in_channels]`` sequence.
 
     ``logits = fc(x)``, or ``fc2(fc1(x))`` (no activation in between) when ``mid_channels`` is
@@ -47,6 +48,9 @@ class CTCHead(nn.Layer):
           mid_channels: 96
           fc_decay: 0.00002
     """
+
+    label_decoder = "CTCLabelDecode"
+    dictionary_extra_classes = 0  # blank + characters (+ space)
 
     def __init__(self, in_channels, out_channels, fc_decay=0.0004, mid_channels=None,
                  return_feats=False):

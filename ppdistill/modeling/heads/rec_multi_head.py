@@ -11,9 +11,10 @@ from ppdistill.registry import HEADS, ConfigError, Registry, suggest
 
 __all__ = ["MultiHead", "FCTranspose", "AddPos"]
 
-#: head_list entry -> the out_channels_list key that gives its class count.
-BRANCH_DECODERS = {"CTCHead": "CTCLabelDecode", "SARHead": "SARLabelDecode",
-                   "NRTRHead": "NRTRLabelDecode"}
+#: head_list entry -> branch class; each class names the out_channels_list key of its class
+#: count (``label_decoder``) and how that count follows from the dictionary.
+BRANCH_CLASSES = {"CTCHead": CTCHead, "SARHead": SARHead, "NRTRHead": NRTRHead}
+BRANCH_DECODERS = {name: cls.label_decoder for name, cls in BRANCH_CLASSES.items()}
 NRTR_BRANCH_KEYS = {"max_text_length": 25, "nrtr_dim": 256, "num_decoder_layers": 4}
 
 
@@ -67,7 +68,8 @@ class MultiHead(nn.Layer):
     Args:
         in_channels: backbone channels (set by the model).
         out_channels_list: ``{CTCLabelDecode: n, SARLabelDecode: n + 2}`` (or
-            ``NRTRLabelDecode: n + 3``); the trainer fills it in from the dictionary.
+            ``NRTRLabelDecode: n + 3``); the trainer fills it in from the dictionary
+            (:meth:`fill_class_counts`, each branch class declaring its own count).
         head_list: the branches, exactly one ``CTCHead`` and one ``SARHead`` or ``NRTRHead``.
         use_pool: average-pool a [N, 3*W', C]-shaped input with kernel [3, 2] first.
         use_pos: add a learned position embedding before the NRTR decoder.
@@ -85,6 +87,17 @@ class MultiHead(nn.Layer):
                 Neck: {name: svtr, dims: 64, depth: 2, hidden_dims: 120, use_guide: True}
                 Head: {fc_decay: 0.00001}
             - SARHead: {enc_dim: 512, max_text_length: *max_text_length}
+
+    YAML (PP-OCRv4/v5: svtr neck with [1, 3] kernels, NRTR "gtc" branch of width 384)::
+
+        Head:
+          name: MultiHead
+          head_list:
+            - CTCHead:
+                Neck: {name: svtr, dims: 120, depth: 2, hidden_dims: 120, kernel_size: [1, 3],
+                       use_guide: True}
+                Head: {fc_decay: 0.00001}
+            - NRTRHead: {nrtr_dim: 384, max_text_length: *max_text_length}
     """
 
     def __init__(self, in_channels, out_channels_list, head_list, use_pool=False, use_pos=False):
@@ -115,6 +128,34 @@ class MultiHead(nn.Layer):
                                        out_channels=classes)
             else:
                 self._build_nrtr(in_channels, classes, params, where)
+
+    @classmethod
+    def fill_class_counts(cls, head_config, char_num, path):
+        """Fill ``head_config["out_channels_list"]`` (in place) from the dictionary.
+
+        Every branch gets ``{branch.label_decoder: branch.classes_for(char_num)}`` (CTC
+        char_num, SAR + 2, NRTR + 3, as PaddleOCR's train.py sets them); a count the config
+        sets must agree, extra entries (PaddleOCR's export writes all three) are kept.
+        """
+        wanted = {}
+        for entry in head_config.get("head_list") or []:
+            name = next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else None
+            if name in BRANCH_CLASSES:
+                branch = BRANCH_CLASSES[name]
+                wanted[branch.label_decoder] = branch.classes_for(char_num)
+        given = head_config.get("out_channels_list")
+        if given is None:
+            head_config["out_channels_list"] = wanted
+            return
+        if not isinstance(given, dict):
+            return  # the constructor reports the malformed value
+        for decoder, classes in wanted.items():
+            if decoder in given and given[decoder] != classes:
+                raise ConfigError(
+                    f"{path}.out_channels_list.{decoder}: the dictionary gives {char_num - 1} "
+                    f"characters, so this branch needs {classes} classes, but the config sets "
+                    f"{given[decoder]}")
+            given.setdefault(decoder, classes)
 
     @staticmethod
     def _parse_head_list(head_list, path):
@@ -182,6 +223,10 @@ class MultiHead(nn.Layer):
     def forward(self, x, targets=None):
         if self.use_pool:
             x = self.pool(x.reshape([0, 3, -1, self.in_channels]).transpose([0, 3, 1, 2]))
+        elif x.ndim != 4:
+            raise ValueError(f"MultiHead: expected a 4-D backbone map [N, C, H, W] with C = "
+                             f"{self.in_channels}, got shape {list(x.shape)} (an SVTRNet "
+                             f"backbone needs last_stage: true)")
         ctc_neck = self.ctc_encoder(x)
         ctc = self.ctc_head(ctc_neck, targets)
         if not self.training:

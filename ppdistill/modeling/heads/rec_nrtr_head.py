@@ -12,6 +12,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.modeling.heads.class_count import DictionarySizedHead
 from ppdistill.modeling.heads.rec_sar_head import as_tensor
 from ppdistill.modeling.necks.rec_svtr import Mlp
 from ppdistill.registry import HEADS, ConfigError
@@ -135,7 +136,7 @@ class Embeddings(nn.Layer):
 
 
 @HEADS.register()
-class NRTRHead(nn.Layer):
+class NRTRHead(DictionarySizedHead, nn.Layer):
     """NRTR Transformer decoder (optionally with an encoder) over a token sequence ``[N, L, d]``.
 
     The vocabulary has ``out_channels + 1`` entries: 0 padding, 1 ``<unk>``, 2 ``<s>``,
@@ -169,6 +170,9 @@ class NRTRHead(nn.Layer):
           num_encoder_layers: 6
           beam_size: -1
     """
+
+    label_decoder = "NRTRLabelDecode"
+    dictionary_extra_classes = 3  # blank, <unk>, <s>, </s> + characters = CTC count + 3
 
     def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, beam_size=0,
                  num_decoder_layers=6, max_len=25, dim_feedforward=1024,

@@ -10,6 +10,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.modeling.heads.class_count import DictionarySizedHead
 from ppdistill.registry import HEADS, ConfigError
 
 __all__ = ["SARHead", "SAREncoder", "ParallelSARDecoder", "as_tensor"]
@@ -149,7 +150,7 @@ class ParallelSARDecoder(nn.Layer):
 
 
 @HEADS.register()
-class SARHead(nn.Layer):
+class SARHead(DictionarySizedHead, nn.Layer):
     """Show, Attend and Read head over a 4-D feature map ``[N, C, H, W]``.
 
     Training (``targets`` = ``[label_sar, ..., valid_ratio]``, label laid out as
@@ -175,6 +176,9 @@ class SARHead(nn.Layer):
             enc_dim: 512
             max_text_length: *max_text_length
     """
+
+    label_decoder = "SARLabelDecode"
+    dictionary_extra_classes = 2  # characters + <UKN>, <BOS/EOS>, <PAD> = CTC count + 2
 
     def __init__(self, in_channels, out_channels, enc_dim=512, max_text_length=30,
                  enc_bi_rnn=False, enc_drop_rnn=0.1, enc_gru=False, dec_bi_rnn=False,

@@ -10,6 +10,7 @@ from paddle import nn
 from paddle.nn import functional as F
 
 from ppdistill.modeling.backbones.det_mobilenet_v3 import SEModule
+from ppdistill.modeling.necks.intracl import IntraCLBlock
 from ppdistill.registry import NECKS, ConfigError
 
 __all__ = ["DBFPN", "RSEFPN", "LKPAN", "RSELayer", "DSConv", "ASFBlock"]
@@ -248,21 +249,25 @@ class LKPAN(nn.Layer):
     ``pan4 = f4 + pan_head_conv[1](pan3)``, ``pan5 = f5 + pan_head_conv[2](pan4)`` (3x3 s2), then
     ``pan_lat_conv`` (9x9) on ``f2, pan3, pan4, pan5`` and ``concat[up8(p5), up4(p4), up2(p3), p2]``.
     No biases, no BN and no activation in large mode; in lite mode the 9x9 layers are
-    :class:`DSConv`.
+    :class:`DSConv`. With ``intracl`` (PP-OCRv4 det teacher) four
+    :class:`~ppdistill.modeling.necks.intracl.IntraCLBlock` (``out_channels // 4``, reduce
+    factor 2), ``incl1`` ... ``incl4``, refine ``p2`` ... ``p5`` before the upsampling.
 
     Args:
         in_channels: the 4 backbone channel counts.
         out_channels: output channels.
         mode: ``"large"`` (plain 9x9 convs) or ``"lite"`` (DSConv), case-insensitive.
+        intracl: add the IntraCL blocks (``ch_PP-OCRv4_det_teacher.yml``).
 
     YAML::
 
         Neck:
           name: LKPAN
           out_channels: 256
+          intracl: false     # true in the PP-OCRv4 det teacher
     """
 
-    def __init__(self, in_channels, out_channels, mode="large"):
+    def __init__(self, in_channels, out_channels, mode="large", intracl=False):
         super().__init__()
         in_channels = _check_in_channels("LKPAN", in_channels)
         if not isinstance(mode, str) or mode.lower() not in ("large", "lite"):
@@ -288,6 +293,10 @@ class LKPAN(nn.Layer):
                 self.pan_head_conv.append(nn.Conv2D(quarter, quarter, 3, stride=2, padding=1,
                                                     weight_attr=_kaiming(), bias_attr=False))
             self.pan_lat_conv.append(p_layer(quarter, quarter))
+        self.intracl = bool(intracl)
+        if self.intracl:  # registered after pan_lat_conv: PaddleOCR's state_dict order
+            for k in (1, 2, 3, 4):
+                setattr(self, f"incl{k}", IntraCLBlock(quarter, reduce_factor=2))
 
     def forward(self, x):
         _check_pyramid("LKPAN", x)
@@ -302,4 +311,7 @@ class LKPAN(nn.Layer):
         pan5 = f5 + self.pan_head_conv[2](pan4)
         p2, p3 = self.pan_lat_conv[0](f2), self.pan_lat_conv[1](pan3)
         p4, p5 = self.pan_lat_conv[2](pan4), self.pan_lat_conv[3](pan5)
+        if self.intracl:
+            p5, p4 = self.incl4(p5), self.incl3(p4)
+            p3, p2 = self.incl2(p3), self.incl1(p2)
         return _fuse(p2, p3, p4, p5)

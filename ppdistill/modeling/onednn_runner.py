@@ -1,0 +1,183 @@
+"""A frozen sub-model's training-time forward in bfloat16 on the CPU, through ``paddle.inference``
+with oneDNN (``precision: bf16`` on a CPU with AVX512_BF16 or AMX-BF16).
+
+paddle's dygraph CPU kernels have no bfloat16 versions (conv2d, matmul, batch_norm, ... are
+float32/float64 only in paddle 3.3), so the frozen sub-model is exported once, at its first
+training-mode forward (weights loaded after construction are included), with
+``paddle.jit.to_static`` and run as an inference program with oneDNN's bfloat16 kernels and
+paddle's IR optimisations. In eval mode the sub-model runs in dygraph float32 (its metric is
+unaffected). The first batch is also run in dygraph float32 and the largest difference of
+every output is logged. Any failure (export, a head that needs the labels, a paddle without
+oneDNN) logs one warning and keeps the dygraph float32 forward.
+
+paddle 3.3's oneDNN executor cannot run ``interpolate`` with a ``scale_factor`` attribute
+(``ConvertPirAttribute2RuntimeAttribute``), so during the export a nearest-neighbour upsampling
+by an integer factor is written as two ``repeat_interleave`` ops (the same values).
+"""
+import atexit
+import contextlib
+import copy
+import logging
+import shutil
+import tempfile
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+__all__ = ["OneDNNBf16Runner", "cpu_has_bf16", "onednn_available"]
+
+logger = logging.getLogger("ppdistill")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16(flags=None):
+    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX-BF16)."""
+    if flags is None:
+        from ppdistill.utils.cpu import cpu_info
+        flags = cpu_info()["flags"]
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def onednn_available():
+    """Whether this paddle build has oneDNN (MKLDNN) and ``paddle.inference``."""
+    try:
+        from paddle import inference  # noqa: F401
+        return bool(paddle.base.core.is_compiled_with_mkldnn())
+    except (ImportError, AttributeError):
+        return False
+
+
+def _flatten(value, out):
+    """Leaves of ``value`` (tensors, or static-graph values while exporting, in dicts/lists/
+    tuples) appended to ``out``; returns the structure to rebuild it with :func:`_rebuild`."""
+    if isinstance(value, dict):
+        return ("dict", [(key, _flatten(item, out)) for key, item in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_flatten(item, out) for item in value])
+    out.append(value)
+    return None
+
+
+def _rebuild(spec, tensors):
+    if spec is None:
+        return next(tensors)
+    kind, items = spec
+    if kind == "dict":
+        return {key: _rebuild(item, tensors) for key, item in items}
+    values = [_rebuild(item, tensors) for item in items]
+    return tuple(values) if kind == "tuple" else values
+
+
+class _Flat(nn.Layer):
+    """The sub-model with its output flattened to a list of tensors (for the export)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, x):
+        out = []
+        _flatten(self.inner(x), out)
+        return out
+
+
+@contextlib.contextmanager
+def _exportable_interpolate():
+    original = F.interpolate
+
+    def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=False,
+                    align_mode=0, data_format="NCHW", name=None):
+        if (mode == "nearest" and size is None and data_format == "NCHW"
+                and isinstance(scale_factor, int) and scale_factor > 1):
+            rows = paddle.repeat_interleave(x, scale_factor, axis=2)
+            return paddle.repeat_interleave(rows, scale_factor, axis=3)
+        return original(x, size=size, scale_factor=scale_factor, mode=mode,
+                        align_corners=align_corners, align_mode=align_mode,
+                        data_format=data_format, name=name)
+
+    F.interpolate = interpolate
+    try:
+        yield
+    finally:
+        F.interpolate = original
+
+
+class OneDNNBf16Runner:
+    """Runs ``model``'s training-mode forward as a oneDNN bfloat16 inference program.
+
+    ``runner(x, data)`` returns the sub-model's output (float32 tensors, the dygraph layout),
+    or None when the program is unavailable (then the caller runs the dygraph forward).
+    Built by :func:`ppdistill.modeling.precision.low_precision_forward`; not configured in YAML
+    beyond ``precision: bf16``.
+    """
+
+    def __init__(self, model, name="sub-model", threads=None):
+        self.model = model
+        self.name = name
+        self.threads = threads
+        self.failed = None
+        self._predictor = None
+        self._spec = None
+        self._dir = None
+
+    def __deepcopy__(self, memo):
+        """A copy of the model gets its own runner (built again at its first forward)."""
+        return OneDNNBf16Runner(copy.deepcopy(self.model, memo), self.name, self.threads)
+
+    def _build(self, x):
+        with paddle.no_grad():
+            reference = self.model(x)
+        flat = []
+        self._spec = _flatten(reference, flat)
+        self._dir = tempfile.mkdtemp(prefix="ppdistill_bf16_")
+        atexit.register(shutil.rmtree, self._dir, True)
+        spec = [paddle.static.InputSpec([None] + list(x.shape[1:2]) + [None, None], "float32")]
+        with _exportable_interpolate():
+            static = paddle.jit.to_static(_Flat(self.model), input_spec=spec, full_graph=True)
+            paddle.jit.save(static, f"{self._dir}/inference")
+        from paddle import inference
+        from ppdistill.utils.inference import find_model_files
+        from ppdistill.utils.cpu import kernel_threads
+        model_file, params_file = find_model_files(self._dir)
+        config = inference.Config(model_file, params_file)
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(int(self.threads or kernel_threads()))
+        config.enable_mkldnn()
+        config.enable_mkldnn_bfloat16()
+        config.switch_ir_optim(True)
+        if hasattr(config, "disable_glog_info"):
+            config.disable_glog_info()
+        self._predictor = inference.create_predictor(config)
+        outputs = self._run(x)
+        if len(outputs) != len(flat) or any(list(a.shape) != list(b.shape)
+                                             for a, b in zip(outputs, flat)):
+            raise RuntimeError("the exported program's outputs do not match the model's")
+        diffs = [np.abs(a - b.numpy()) if a.size else np.zeros(1) for a, b in zip(outputs, flat)]
+        logger.info(f"{self.name}: forward in bfloat16 through paddle.inference + oneDNN; first "
+                    f"batch vs float32, |diff| per output: " + ", ".join(
+                        f"max {d.max():.3g} mean {d.mean():.3g}" for d in diffs))
+        return outputs
+
+    def _run(self, x):
+        handle = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(x.numpy(), dtype="float32"))
+        self._predictor.run()
+        return [self._predictor.get_output_handle(name).copy_to_cpu()
+                for name in self._predictor.get_output_names()]
+
+    def __call__(self, x, data=None):
+        if self.failed or not self.model.training:
+            return None
+        try:
+            arrays = self._build(x) if self._predictor is None else self._run(x)
+        except Exception as exc:  # noqa: BLE001 - reported once, dygraph float32 is used
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.failed = f"{type(exc).__name__}: {first[:200]}"
+            logger.warning(f"{self.name}: bfloat16 forward through paddle.inference + oneDNN "
+                           f"unavailable ({self.failed}); it runs in float32")
+            return None
+        tensors = iter([paddle.to_tensor(a.astype("float32", copy=False)) for a in arrays])
+        return _rebuild(self._spec, tensors)
