@@ -5,6 +5,8 @@ alternately in the same session (round 1: A B, round 2: B A, ...), so load from 
 the machine hits them alike; every ratio is a median of one arm over the median of the
 reference arm measured in the same run on the same machine.
 
+- ``env``: the parent's environment unchanged (the default of ``run.py`` without ``--arms``;
+  e.g. ``PPDISTILL_CPU_KERNELS=0 python benchmark/run.py`` measures paddle's ops).
 - ``optimised``: ppdistill as shipped (own CPU kernels, shifted-GEMM frozen convs, the thread
   choice of ``ppdistill.utils.cpu``, MKL's AVX2 path on AMD/Hygon CPUs with AVX2).
 - ``baseline``: the stand-in for a PaddleOCR-equivalent implementation: the same code with
@@ -22,6 +24,7 @@ import statistics
 ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "OMP_NUM_THREADS", "CPU_NUM",
                  "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
 ARMS = {
+    "env": None,
     "optimised": {},
     "optimised-bf16": {},
     "baseline": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
@@ -40,9 +43,19 @@ def arm_environment(arm, base_env):
     the arm's settings."""
     if arm not in ARMS:
         raise SystemExit(f"error: unknown arm {arm!r} (one of: {', '.join(ARMS)})")
+    if ARMS[arm] is None:
+        return dict(base_env)
     env = {k: v for k, v in base_env.items() if k not in ARM_VARIABLES}
     env.update(ARMS[arm])
     return env
+
+
+def describe(arm):
+    """What ``arm`` sets, for the printout and the JSON results."""
+    if ARMS[arm] is None:
+        return "environment as inherited"
+    return " ".join([f"{k}={v}" for k, v in ARMS[arm].items()] +
+                    [f"-o {o}" for o in ARM_OVERRIDES.get(arm, [])]) or "ppdistill defaults"
 
 
 def round_orders(arms, rounds):

@@ -412,8 +412,7 @@ def run_once(task, arm, args):
         sys.stdout.write("".join(log_lines[-40:]))
         raise SystemExit(f"{task} ({arm}): benchmark child failed (exit {proc.returncode})")
     result["arm"] = arm
-    result["arm_environment"] = compare.ARMS[arm]
-    result["arm_overrides"] = compare.ARM_OVERRIDES.get(arm, [])
+    result["arm_settings"] = compare.describe(arm)
     return result
 
 
@@ -492,10 +491,11 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", "--repeat", dest="rounds", type=int, default=1,
                         help="fresh processes per task and arm (arms alternate per round)")
-    parser.add_argument("--arms", default="optimised",
+    parser.add_argument("--arms", default="env",
                         type=lambda value: [arm for arm in value.split(",") if arm],
-                        help="comma-separated arms of benchmark/compare.py (optimised, baseline, "
-                        "baseline-avx2); ratios are printed against 'baseline' when it is one")
+                        help="comma-separated arms of benchmark/compare.py (env = environment "
+                        "as it is, optimised, optimised-bf16, baseline, baseline-avx2); ratios "
+                        "are printed against 'baseline' when it is one")
     parser.add_argument("--opt", action="append", help="extra -o override for every run, e.g. "
                         "--opt Architecture.Models.Teacher.precision=bf16 (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="paddle CPU math threads "
@@ -545,8 +545,7 @@ def main(argv=None):
     print("versions:", json.dumps(first["versions"]))
     for task in tasks:
         for arm, results in all_results[task].items():
-            print(f"\n##### arm {arm}: {compare.ARMS[arm] or 'ppdistill defaults'} "
-                  f"{compare.ARM_OVERRIDES.get(arm, '')}")
+            print(f"\n##### arm {arm}: {compare.describe(arm)}")
             summarize(task, results)
         if len(args.arms) > 1:
             print(f"\n##### {task}: arms side by side (same session, alternating order)")

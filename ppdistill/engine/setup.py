@@ -7,8 +7,8 @@ tests call it, nothing else wraps or decorates the model:
    DistillationModel was built (parameters not trainable, forward without a gradient graph,
    BatchNorm/Dropout pinned in eval mode at every forward). Here they are checked and reported;
    a frozen sub-model with no weights to load is a warning.
-   *A per-sub-model precision (e.g. a bfloat16 frozen teacher) belongs right after this step:
-   it changes a frozen sub-model's dtype before AMP decoration sees the model.*
+   Then each frozen sub-model's ``precision`` (e.g. a bfloat16 teacher) is resolved for the
+   device (``ppdistill.modeling.precision.apply_precisions``), before AMP decoration.
 2. **AMP decoration** (``Global.use_amp``, level O2): ``paddle.amp.decorate`` on the plain model
    and optimizer, before any wrapper (paddle refuses a DataParallel model at O2). It casts every
    sub-model, the frozen teacher too, which then runs in the AMP dtype under ``no_grad``; at O1

@@ -102,6 +102,16 @@ def _read_pdmodel(program_path, params_path):
         outs = [a for v in op.outputs for a in v.arguments
                 if v.parameter in ("Out", "Output", "Y")]
         attrs = {a.name: _attr(a) for a in op.attrs}
+        if op.type in ("reshape2", "reshape") and not (slots.get("Shape") or
+                                                        slots.get("ShapeTensor")):
+            # the target shape is an attribute here (paddle 2.x puts a conv's bias through
+            # reshape2 to [1, C, 1, 1]): give it to Reshape as a constant input
+            shape_name = f"{outs[0] if outs else len(nodes)}@shape"
+            consts[shape_name] = np.asarray(attrs.get("shape") or [], "int64")
+            nodes.append(Node("Reshape", [(slots.get("X") or [""])[0], shape_name],
+                              outs[:1] or [f"{op.type}_{len(nodes)}"], {},
+                              f"{op.type}:{outs[0] if outs else len(nodes)}"))
+            continue
         onnx_op, order, attr_map = _OPS.get(op.type, (op.type, tuple(slots), {}))
         inputs = [(slots.get(slot) or [""])[0] for slot in order]
         while inputs and inputs[-1] == "":

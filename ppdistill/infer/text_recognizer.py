@@ -28,7 +28,9 @@ class TextRecognizer:
 
     Crops are sorted by aspect ratio and batched (``rec_batch_num``); each batch is resized to
     height H and the width of its widest crop (at least the configured W), as PaddleOCR's
-    predict_rec does; the CTC output is decoded with CTCLabelDecode.
+    predict_rec does; the CTC output is decoded with CTCLabelDecode. A model exported with a
+    fixed input size (e.g. an SVTRNet teacher, ``[None, 3, 48, 320]``) gets exactly that size:
+    wider crops are shrunk to fit its width, as its ``RecResizeImg`` training transform does.
     """
 
     def __init__(self, rec_model_dir, rec_char_dict_path, use_space_char=True,
@@ -42,6 +44,11 @@ class TextRecognizer:
                                           "use_space_char": use_space_char}, path="predict_rec")
         self.model = InferenceModel(rec_model_dir, use_gpu=use_gpu, cpu_threads=cpu_threads,
                                     enable_mkldnn=enable_mkldnn)
+        declared = self.model.input_shape or []
+        self.fixed_hw = None
+        if len(declared) == 4 and declared[2] > 0 and declared[3] > 0:
+            self.fixed_hw = (int(declared[2]), int(declared[3]))
+            self.image_shape = [self.image_shape[0], *self.fixed_hw]
 
     def __call__(self, images):
         start = time.time()
@@ -52,7 +59,7 @@ class TextRecognizer:
         for begin in range(0, len(images), self.batch_num):
             idx = order[begin:begin + self.batch_num]
             max_ratio = max([width / float(height)] + [ratios[i] for i in idx])
-            batch_width = int(math.ceil(height * max_ratio))
+            batch_width = width if self.fixed_hw else int(math.ceil(height * max_ratio))
             batch = np.stack([resize_norm_for_batch(images[i], height, batch_width) for i in idx])
             probs = self.model(batch)[0]
             self._check_dictionary(probs)

@@ -30,6 +30,7 @@ __all__ = ["OneDNNBf16Runner", "cpu_has_bf16", "onednn_available"]
 
 logger = logging.getLogger("ppdistill")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_MAX_DATA = 8  # data tensors an exported sub-model may take besides the image
 
 
 def cpu_has_bf16(flags=None):
@@ -71,16 +72,22 @@ def _rebuild(spec, tensors):
 
 
 class _Flat(nn.Layer):
-    """The sub-model with its output flattened to a list of tensors (for the export)."""
+    """The sub-model with its output flattened to a list of tensors (for the export); ``data``
+    tensors (the batch after the image) are inputs too when the model needs them."""
 
     def __init__(self, model):
         super().__init__()
         self.inner = model
 
-    def forward(self, x):
+    # explicit arguments: paddle.jit.to_static does not map an input_spec onto *args
+    def forward(self, x, d0=None, d1=None, d2=None, d3=None, d4=None, d5=None, d6=None,
+                d7=None):
+        data = [d for d in (d0, d1, d2, d3, d4, d5, d6, d7) if d is not None]
         out = []
-        _flatten(self.inner(x), out)
-        return out
+        _flatten(self.inner(x, data) if data else self.inner(x), out)
+        # one dummy output per data input, so an input the model does not read still belongs
+        # to the program (paddle.jit.save refuses unused inputs); dropped after each run
+        return out + [paddle.sum(d.astype("float32")) * 0.0 for d in data]
 
 
 @contextlib.contextmanager
@@ -109,8 +116,9 @@ class OneDNNBf16Runner:
 
     ``runner(x, data)`` returns the sub-model's output (float32 tensors, the dygraph layout),
     or None when the program is unavailable (then the caller runs the dygraph forward).
-    Built by :func:`ppdistill.modeling.precision.low_precision_forward`; not configured in YAML
-    beyond ``precision: bf16``.
+    Attached to a frozen sub-model by :func:`ppdistill.modeling.precision.apply_precisions`
+    (YAML: ``precision: bf16`` on a CPU with AVX512_BF16/AMX-BF16); ``threads`` defaults to
+    :func:`ppdistill.utils.cpu.kernel_threads`.
     """
 
     def __init__(self, model, name="sub-model", threads=None):
@@ -121,19 +129,36 @@ class OneDNNBf16Runner:
         self._predictor = None
         self._spec = None
         self._dir = None
+        self._data_inputs = []
+        self._n_outputs = 0
 
     def __deepcopy__(self, memo):
         """A copy of the model gets its own runner (built again at its first forward)."""
         return OneDNNBf16Runner(copy.deepcopy(self.model, memo), self.name, self.threads)
 
-    def _build(self, x):
+    def _reference(self, x, data):
+        """The float32 output of the first batch, and the data tensors the export takes: none
+        when the model runs on the image alone (e.g. a DB head), else the batch after the
+        image (e.g. a rec MultiHead, whose NRTR/SAR branch reads the labels in training)."""
         with paddle.no_grad():
-            reference = self.model(x)
+            try:
+                return self.model(x), []
+            except Exception:  # noqa: BLE001 - retried with the labels
+                if not data or len(data) > _MAX_DATA or not all(
+                        isinstance(t, paddle.Tensor) for t in data):
+                    raise
+                return self.model(x, list(data)), list(data)
+
+    def _build(self, x, data):
+        reference, self._data_inputs = self._reference(x, data)
         flat = []
         self._spec = _flatten(reference, flat)
         self._dir = tempfile.mkdtemp(prefix="ppdistill_bf16_")
         atexit.register(shutil.rmtree, self._dir, True)
-        spec = [paddle.static.InputSpec([None] + list(x.shape[1:2]) + [None, None], "float32")]
+        spec = [paddle.static.InputSpec([None] + list(x.shape[1:2]) + [None, None], "float32",
+                                        name="x")]
+        spec += [paddle.static.InputSpec([None] + list(t.shape[1:]), t.dtype, name=f"data_{i}")
+                 for i, t in enumerate(self._data_inputs)]
         with _exportable_interpolate():
             static = paddle.jit.to_static(_Flat(self.model), input_spec=spec, full_graph=True)
             paddle.jit.save(static, f"{self._dir}/inference")
@@ -150,7 +175,8 @@ class OneDNNBf16Runner:
         if hasattr(config, "disable_glog_info"):
             config.disable_glog_info()
         self._predictor = inference.create_predictor(config)
-        outputs = self._run(x)
+        self._n_outputs = len(flat)
+        outputs = self._run(x, self._data_inputs)
         if len(outputs) != len(flat) or any(list(a.shape) != list(b.shape)
                                              for a, b in zip(outputs, flat)):
             raise RuntimeError("the exported program's outputs do not match the model's")
@@ -160,19 +186,29 @@ class OneDNNBf16Runner:
                         f"max {d.max():.3g} mean {d.mean():.3g}" for d in diffs))
         return outputs
 
-    def _run(self, x):
-        handle = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(np.ascontiguousarray(x.numpy(), dtype="float32"))
+    def _run(self, x, data):
+        feeds = {"x": x}
+        feeds.update({f"data_{i}": t for i, t in enumerate(data[:len(self._data_inputs)])})
+        names = self._predictor.get_input_names()
+        if not set(names) <= set(feeds):  # inputs renamed by the export: by position
+            feeds = dict(zip(names, [x] + list(data)))
+        for name in names:
+            handle = self._predictor.get_input_handle(name)
+            value = feeds[name].numpy()
+            handle.reshape(list(value.shape))
+            handle.copy_from_cpu(np.ascontiguousarray(value))
         self._predictor.run()
-        return [self._predictor.get_output_handle(name).copy_to_cpu()
-                for name in self._predictor.get_output_names()]
+        names = self._predictor.get_output_names()[:self._n_outputs]
+        return [self._predictor.get_output_handle(name).copy_to_cpu() for name in names]
 
     def __call__(self, x, data=None):
         if self.failed or not self.model.training:
             return None
         try:
-            arrays = self._build(x) if self._predictor is None else self._run(x)
+            if self._predictor is None:
+                arrays = self._build(x, data)
+            else:
+                arrays = self._run(x, list(data or [])[:len(self._data_inputs)])
         except Exception as exc:  # noqa: BLE001 - reported once, dygraph float32 is used
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             self.failed = f"{type(exc).__name__}: {first[:200]}"

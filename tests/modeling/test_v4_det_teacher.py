@@ -364,7 +364,7 @@ def test_cml_teacher_pretrained_missing_is_a_clear_error(pretrained, message):
     architecture = _architecture("ch_PP-OCRv4_det_cml.yml")
     assert architecture["Models"]["Teacher"]["pretrained"] is None  # runnable as shipped
     architecture["Models"]["Teacher"]["pretrained"] = pretrained
-    with pytest.raises(FileNotFoundError, match=message):
+    with pytest.raises(ConfigError, match=r"Architecture\.Models\.Teacher\.pretrained: .*" + message):
         build_model(architecture)
 
 

@@ -27,8 +27,9 @@ def test_side_by_side_has_one_panel_per_model_with_its_boxes():
         assert (panel[10, 80] == color).all() == has_box  # the box's top edge
         assert (panel[20, 80] == 128).all()  # inside the box: untouched
         title = drawn[:TITLE_HEIGHT, index * 160 + 1:(index + 1) * 160].astype(int)
-        # the title ("Teacher: 1 box") is written in the panel colour on white
-        assert (np.abs(title - color.astype(int)).sum(-1) < 40).sum() > 20
+        # the title ("Teacher: 1 box") is written in the panel colour on white (tolerance 80:
+        # opencv 4.x anti-aliases the thin strokes more than 5.x, ~100 vs ~250 pixels pass)
+        assert (np.abs(title - color.astype(int)).sum(-1) < 80).sum() > 20
     assert (image == 128).all()  # the source is not drawn on
 
 

@@ -4,6 +4,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
+from ppdistill.utils.cpu import setup_tool_process  # noqa: E402
+
+setup_tool_process()  # before paddle is imported: MKL code path, no ccache warning
+
 from ppdistill.infer.text_detector import main  # noqa: E402
 
 if __name__ == "__main__":

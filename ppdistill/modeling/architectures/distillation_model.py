@@ -64,8 +64,9 @@ class DistillationModel(nn.Layer):
     - ``freeze_bn_stats``: see :class:`BaseModel` (true: BN statistics fixed while the
       sub-model's weights train).
     - ``precision``: ``fp32`` (default) | ``bf16`` | ``fp16``, frozen sub-models only: the
-      forward's precision once training is set up (``ppdistill.modeling.precision``; on the
-      CPU paddle has no bf16/fp16 kernels, so it stays float32 with a warning).
+      training-time forward's precision once training is set up (``ppdistill.modeling.
+      precision``: GPU auto_cast; CPU bf16 through oneDNN on AVX512_BF16/AMX CPUs; otherwise
+      float32 with a warning). Outputs are float32.
 
     YAML::
 
@@ -126,7 +127,10 @@ class DistillationModel(nn.Layer):
             model = BaseModel(sub_config, path=sub_path)
             if pretrained:
                 from ppdistill.utils.save_load import load_pretrained_params
-                report = load_pretrained_params(model, pretrained)
+                try:
+                    report = load_pretrained_params(model, pretrained)
+                except (OSError, ValueError) as error:  # missing, corrupt, not a state dict
+                    raise ConfigError(f"{sub_path}.pretrained: {error}") from error
                 check_pretrained_report(report, name, freeze, sub_path)
                 self.pretrained_names.add(name)
             if freeze:

@@ -13,6 +13,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.modeling.backbones.det_mobilenet_v3 import make_divisible as _make_divisible
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = [
@@ -46,17 +47,10 @@ DET_PROJECTION_CHANNELS = (16, 24, 56, 480)
 
 
 def make_divisible(v, divisor=16, min_value=None):
-    """Round ``v`` to the nearest multiple of ``divisor`` (16 here), at least ``min_value``.
-
-    If rounding down lost more than 10 % of ``v``, one more ``divisor`` is added.
-    x0.75: 64 -> 48, 256 -> 192, 512 -> 384; x0.95: 256 -> 240, 512 -> 480.
-    """
-    if min_value is None:
-        min_value = divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
+    """MobileNetV3's channel rounding with PPLCNetV3's divisor 16 (nearest multiple, half up;
+    one more ``divisor`` when rounding down lost over 10 %): x0.75: 64 -> 48, 256 -> 192,
+    512 -> 384; x0.95: 256 -> 240, 512 -> 480."""
+    return _make_divisible(v, divisor, min_value)
 
 
 class LearnableAffineBlock(nn.Layer):

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from ppdistill.modeling.necks.rec_svtr import Mlp, SVTRConvBNLayer
+from ppdistill.modeling.necks.rec_svtr import Attention, DropPath, Mlp, SVTRConvBNLayer
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = ["SVTRNet", "SVTRBlock", "SVTRAttention", "ConvMixer", "PatchEmbed", "SubSample"]
@@ -33,26 +33,6 @@ def _layer_norm(name, path):
     return nn.LayerNorm
 
 
-class DropPath(nn.Dropout):
-    """Stochastic depth: in training, zero a whole sample's residual branch with probability
-    ``drop_prob`` and divide the kept ones by ``1 - drop_prob``; identity in evaluation.
-
-    A Dropout subclass, so a frozen sub-model pins it to evaluation (deterministic) like its
-    other dropouts; it has no parameters, as in PaddleOCR.
-    """
-
-    def __init__(self, drop_prob=0.0):
-        super().__init__(p=float(drop_prob))
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x):
-        if self.drop_prob <= 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
-        return x / keep * mask
-
-
 class ConvMixer(nn.Layer):
     """Local mixing by a grouped conv on the token grid: tokens ``[N, h*w, C]`` ->
     ``[N, C, h, w]`` -> ``local_mixer`` (k x k, groups = num_heads, with bias, KaimingNormal)
@@ -71,8 +51,9 @@ class ConvMixer(nn.Layer):
         return self.local_mixer(x).flatten(2).transpose([0, 2, 1])
 
 
-class SVTRAttention(nn.Layer):
-    """Multi-head self-attention over tokens; "Local" adds a -inf mask outside a window.
+class SVTRAttention(Attention):
+    """Multi-head self-attention over tokens (:class:`~ppdistill.modeling.necks.rec_svtr.Attention`);
+    "Local" adds a -inf mask outside a window.
 
     ``softmax((q * scale) k^T [+ mask]) v`` with ``scale = qk_scale or head_dim ** -0.5``
     (q scaled before the product), heads concatenated, ``proj``. For "Local" the mask lets token
@@ -81,17 +62,8 @@ class SVTRAttention(nn.Layer):
 
     def __init__(self, dim, num_heads=8, mixer="Global", hw=None, local_k=(7, 11),
                  qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
-        super().__init__()
-        self.num_heads = num_heads
-        self.dim = dim
-        self.head_dim = dim // num_heads
-        self.scale = qk_scale or self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        super().__init__(dim, num_heads, qkv_bias, qk_scale, attn_drop, proj_drop)
         self.mixer = mixer
-        self.mask = None
         if mixer == "Local" and hw is not None:
             self.mask = paddle.to_tensor(self.local_mask(hw, local_k)).unsqueeze([0, 1])
 
@@ -108,17 +80,6 @@ class SVTRAttention(nn.Layer):
         inside = (dh <= kh // 2) & (-dh <= kh - 1 - kh // 2) & \
                  (dw <= kw // 2) & (-dw <= kw - 1 - kw // 2)
         return np.where(inside, 0.0, -np.inf).astype("float32")
-
-    def forward(self, x):
-        qkv = self.qkv(x).reshape([0, -1, 3, self.num_heads, self.head_dim])
-        qkv = qkv.transpose([2, 0, 3, 1, 4])
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = paddle.matmul(q, k, transpose_y=True)
-        if self.mask is not None:
-            attn = attn + self.mask
-        attn = self.attn_drop(nn.functional.softmax(attn, axis=-1))
-        x = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([0, -1, self.dim])
-        return self.proj_drop(self.proj(x))
 
 
 class SVTRBlock(nn.Layer):

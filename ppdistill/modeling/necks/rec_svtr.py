@@ -39,6 +39,26 @@ class SVTRConvBNLayer(nn.Layer):
         return self.act(self.norm(self.conv(x)))
 
 
+class DropPath(nn.Dropout):
+    """Stochastic depth: in training, zero a whole sample's residual branch with probability
+    ``drop_prob`` and divide the kept ones by ``1 - drop_prob``; identity in evaluation.
+
+    A Dropout subclass, so a frozen sub-model pins it to evaluation (deterministic) like its
+    other dropouts; it has no parameters, as in PaddleOCR.
+    """
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__(p=float(drop_prob))
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x):
+        if self.drop_prob <= 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
+        return x / keep * mask
+
+
 class Mlp(nn.Layer):
     """``drop(fc2(drop(act(fc1(x)))))``; sub-layers ``fc1`` and ``fc2`` (both with bias).
 
@@ -95,13 +115,16 @@ class Attention(nn.Layer):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.mask = None  # an additive [1, 1, L, L] attention mask (SVTRNet's "Local" mixer)
 
     def forward(self, x):
         qkv = self.qkv(x).reshape([0, -1, 3, self.num_heads, self.head_dim])
         qkv = qkv.transpose([2, 0, 3, 1, 4])
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = F.softmax(paddle.matmul(q, k, transpose_y=True), axis=-1)
-        attn = self.attn_drop(attn)
+        attn = paddle.matmul(q, k, transpose_y=True)
+        if self.mask is not None:
+            attn = attn + self.mask
+        attn = self.attn_drop(F.softmax(attn, axis=-1))
         x = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([0, -1, self.dim])
         return self.proj_drop(self.proj(x))
 
@@ -121,20 +144,13 @@ class Block(nn.Layer):
         self.norm1 = nn.LayerNorm(dim, epsilon=epsilon)
         self.mixer = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
                                attn_drop=attn_drop, proj_drop=drop)
-        self.drop_path = float(drop_path)
+        self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, epsilon=epsilon)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
 
-    def _drop_path(self, x):
-        if self.drop_path <= 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_path
-        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
-        return x / keep * mask
-
     def forward(self, x):
-        x = x + self._drop_path(self.mixer(self.norm1(x)))
-        return x + self._drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.mixer(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class EncoderWithSVTR(nn.Layer):
