@@ -255,7 +255,7 @@ def export_student(trainer, task, export_dir):
 
 
 def measure_inference(model_dir, x, threads, enable_mkldnn, runs=10):
-    from ppdistill.utils.inference import InferenceModel
+    from ppdistill.infer.predictor import InferenceModel
     model = InferenceModel(model_dir, use_gpu=False, cpu_threads=max(threads, 1),
                            enable_mkldnn=enable_mkldnn)
     for _ in range(2):

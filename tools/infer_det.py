@@ -8,7 +8,7 @@ from ppdistill.utils.cpu import setup_tool_process  # noqa: E402
 
 setup_tool_process()  # before paddle is imported: MKL code path, no ccache warning
 
-from ppdistill.engine.infer import infer_det_main  # noqa: E402
+from ppdistill.infer.checkpoint import infer_det_main  # noqa: E402
 
 if __name__ == "__main__":
     infer_det_main()

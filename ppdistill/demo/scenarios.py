@@ -13,8 +13,8 @@ A scenario is a DistillationModel config built in code (nothing is added under `
   ``pseudo_label``) when ``labels="teacher"``, or the data set's own (``labels="gt"``).
   ``teacher=False`` drops the teacher and the DML loss (the "student alone" arm).
 - **det**: Student = the released PP-OCRv3 det model, Teacher = the released PP-OCRv4 mobile det
-  export. Losses: DML on the shrink maps (``thrink_maps``) and the DB loss on the labels
-  (the teacher's pseudo-boxes, or the data set's own).
+  export. Losses: DML on the shrink maps (``thrink_maps``) and (``db_loss``) the DB loss on
+  the labels (the teacher's pseudo-boxes, or the data set's own).
 
 ``rec_config(...)`` / ``det_config(...)`` return plain dicts; ``write_config`` writes YAML.
 """
@@ -116,8 +116,12 @@ def rec_config(student_weights, teacher_export, train_data_dir, train_list, eval
 
 def det_config(student_weights, teacher_export, train_data_dir, train_list, eval_data_dir,
                eval_list, save_dir, iters=40, batch=4, lr=1e-4, seed=1, teacher=True,
-               labels="teacher", crop=480, eval_side=960):
-    """The det scenario (see the module docstring) as a config dict."""
+               labels="teacher", crop=480, eval_side=960, db_loss=True):
+    """The det scenario (see the module docstring) as a config dict. ``db_loss=False`` leaves
+    only the DML loss (the labels then only steer the random crops towards text); the student's
+    threshold head, which the export lacks, then gets no gradient."""
+    if not (teacher or db_loss):
+        raise ValueError("det_config: without the teacher the DB loss is the only loss")
     models = {}
     if teacher or labels == "teacher":
         models["Teacher"] = {"model_type": "det", "inference_model": teacher_export,
@@ -132,7 +136,7 @@ def det_config(student_weights, teacher_export, train_data_dir, train_list, eval
     losses = [{"DistillationDBLoss": {"weight": 1.0, "model_name_list": ["Student"],
                                       "name": "DBLoss", "balance_loss": True,
                                       "main_loss_type": "DiceLoss", "alpha": 5, "beta": 10,
-                                      "ohem_ratio": 3}}]
+                                      "ohem_ratio": 3}}] if db_loss else []
     if teacher:
         losses.insert(0, {"DistillationDMLLoss": {
             "model_name_pairs": [["Student", "Teacher"]], "maps_name": "thrink_maps",

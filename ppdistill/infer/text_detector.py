@@ -8,7 +8,7 @@ import numpy as np
 
 from ppdistill.engine.launch import cli_main
 from ppdistill.infer.args import common_parser, get_image_file_list, str2bool
-from ppdistill.utils.inference import InferenceModel
+from ppdistill.infer.predictor import InferenceModel
 
 NORMALIZE = {"scale": "1./255.", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
              "order": "hwc"}

@@ -8,7 +8,7 @@ import numpy as np
 
 from ppdistill.engine.launch import cli_main
 from ppdistill.infer.args import common_parser, get_image_file_list, str2bool
-from ppdistill.utils.inference import InferenceModel
+from ppdistill.infer.predictor import InferenceModel
 
 
 def resize_norm_for_batch(image, height, width):

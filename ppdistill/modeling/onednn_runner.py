@@ -6,9 +6,11 @@ float32/float64 only in paddle 3.3), so the frozen sub-model is exported once, a
 training-mode forward (weights loaded after construction are included), with
 ``paddle.jit.to_static`` and run as an inference program with oneDNN's bfloat16 kernels and
 paddle's IR optimisations. In eval mode the sub-model runs in dygraph float32 (its metric is
-unaffected). The first batch is also run in dygraph float32 and the largest difference of
-every output is logged. Any failure (export, a head that needs the labels, a paddle without
-oneDNN) logs one warning and keeps the dygraph float32 forward.
+unaffected). A model that reads the labels in training (e.g. a rec MultiHead's NRTR branch)
+gets them as extra program inputs. The first batch is also run in dygraph float32 and the
+largest and mean difference of every output is logged. Any failure (e.g. Python control flow
+on tensor values that ``paddle.jit`` cannot convert, as in the PP-OCRv4 rec teacher with
+paddle 3.3; a paddle without oneDNN) logs one warning and keeps the dygraph float32 forward.
 
 paddle 3.3's oneDNN executor cannot run ``interpolate`` with a ``scale_factor`` attribute
 (``ConvertPirAttribute2RuntimeAttribute``), so during the export a nearest-neighbour upsampling
@@ -163,7 +165,7 @@ class OneDNNBf16Runner:
             static = paddle.jit.to_static(_Flat(self.model), input_spec=spec, full_graph=True)
             paddle.jit.save(static, f"{self._dir}/inference")
         from paddle import inference
-        from ppdistill.utils.inference import find_model_files
+        from ppdistill.infer.predictor import find_model_files
         from ppdistill.utils.cpu import kernel_threads
         model_file, params_file = find_model_files(self._dir)
         config = inference.Config(model_file, params_file)
@@ -210,8 +212,10 @@ class OneDNNBf16Runner:
             else:
                 arrays = self._run(x, list(data or [])[:len(self._data_inputs)])
         except Exception as exc:  # noqa: BLE001 - reported once, dygraph float32 is used
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.failed = f"{type(exc).__name__}: {first[:200]}"
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            # dy2static errors start with "In transformed code:" and end with the cause
+            what = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+            self.failed = f"{type(exc).__name__}: {what[:300]}"
             logger.warning(f"{self.name}: bfloat16 forward through paddle.inference + oneDNN "
                            f"unavailable ({self.failed}); it runs in float32")
             return None

@@ -80,7 +80,7 @@ def export_difference(config_path, overrides, inference_dir, images, sub_model=N
     import numpy as np
     import paddle
 
-    from ppdistill.utils.inference import InferenceModel
+    from ppdistill.infer.predictor import InferenceModel
 
     model = _build_loaded(config_path, overrides)
     net = getattr(model, sub_model) if sub_model else model

@@ -9,7 +9,7 @@ from conftest import toy_model_config
 from ppdistill.modeling.architectures import build_model
 from ppdistill.registry import ConfigError
 from ppdistill.utils.export import export_model, input_shape
-from ppdistill.utils.inference import InferenceModel, find_model_files
+from ppdistill.infer.predictor import InferenceModel, find_model_files
 
 
 def distill_config():

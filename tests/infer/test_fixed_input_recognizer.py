@@ -5,7 +5,7 @@ import paddle
 import pytest
 
 from ppdistill.infer.text_recognizer import TextRecognizer
-from ppdistill.utils.inference import InferenceModel, program_input_shape
+from ppdistill.infer.predictor import InferenceModel, program_input_shape
 
 H, W = 8, 32
 
@@ -35,7 +35,7 @@ def export(tmp_path, shape):
     return str(tmp_path)
 
 
-def test_program_input_shape_reads_fixed_and_dynamic_sizes(tmp_path):
+def test_program_input_shape_reads_the_declared_size(tmp_path):
     fixed = InferenceModel(export(tmp_path / "fixed", [None, 3, H, W]), cpu_threads=1)
     assert fixed.input_shape == [-1, 3, H, W]
     assert program_input_shape(str(tmp_path / "missing.json")) is None

@@ -9,7 +9,7 @@ from lcnetv3_helpers import randomize
 from ppdistill.modeling.architectures import build_model
 from ppdistill.modeling.rep import rep_layers, reparameterize, reparameterized_copy
 from ppdistill.utils.export import export_model
-from ppdistill.utils.inference import InferenceModel
+from ppdistill.infer.predictor import InferenceModel
 
 DET_STUDENT = {"model_type": "det", "algorithm": "DB",
                "Backbone": {"name": "PPLCNetV3", "scale": 0.75, "det": True},

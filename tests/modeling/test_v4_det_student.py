@@ -12,7 +12,7 @@ from ppdistill.modeling.architectures import build_model
 from ppdistill.modeling.heads.det_db_head import DBHead
 from ppdistill.modeling.rep import rep_layers
 from ppdistill.utils.config import load_with_overrides
-from ppdistill.utils.inference import InferenceModel
+from ppdistill.infer.predictor import InferenceModel
 from ppdistill.utils.logging import get_logger
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

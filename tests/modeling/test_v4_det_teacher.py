@@ -371,7 +371,7 @@ def test_cml_teacher_pretrained_missing_is_a_clear_error(pretrained, message):
 def test_exported_pfhead_gives_maps_first(tmp_path):
     """predict_det (ours and PaddleOCR's) reads output 0: the export puts ``maps`` there."""
     from ppdistill.utils.export import export_single
-    from ppdistill.utils.inference import InferenceModel
+    from ppdistill.infer.predictor import InferenceModel
 
     head = _head(mode="small", seed=11)
     head.eval()

@@ -7,7 +7,7 @@ import paddle
 import pytest
 from conftest import toy_model_config
 
-from ppdistill.engine.infer import infer_det
+from ppdistill.infer.checkpoint import infer_det
 from ppdistill.modeling.architectures import build_model
 from ppdistill.postprocess.db_postprocess import DistillationDBPostProcess
 from ppdistill.utils.visual import (COLORS, TITLE_HEIGHT, boxes_of_all_models,

@@ -60,12 +60,12 @@ class OnnxModel:
 
 def open_runner(path, use_gpu=False, cpu_threads=1):
     """An ``.onnx`` file -> :class:`OnnxModel`; a Paddle export (its directory, or its
-    ``inference.json``/``.pdmodel`` file) -> :class:`ppdistill.utils.inference.InferenceModel`."""
+    ``inference.json``/``.pdmodel`` file) -> :class:`ppdistill.infer.predictor.InferenceModel`."""
     if str(path).endswith(".onnx"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: ONNX file not found")
         return OnnxModel(path, use_gpu=use_gpu, cpu_threads=cpu_threads)
-    from ppdistill.utils.inference import InferenceModel
+    from ppdistill.infer.predictor import InferenceModel
     model_dir = os.path.dirname(path) if os.path.isfile(path) else path
     return InferenceModel(model_dir, use_gpu=use_gpu, cpu_threads=cpu_threads)
 
