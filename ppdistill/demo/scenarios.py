@@ -10,7 +10,9 @@ A scenario is a DistillationModel config built in code (nothing is added under `
   ``freeze_bn_stats: true`` keeps the released BatchNorm statistics (small CPU batches from a
   new domain would otherwise overwrite them). Losses: DML between the two CTC distributions and
   CTC on the labels, which are the teacher's pseudo-labels (``ImageFolderDataSet`` +
-  ``pseudo_label``) when ``labels="teacher"``, or the data set's own (``labels="gt"``).
+  ``pseudo_label``) when ``labels="teacher"``, the student's own released export's
+  (``labels="self"``, self-training: the no-teacher arm on unlabelled data), or the data set's
+  own (``labels="gt"``).
   ``teacher=False`` drops the teacher and the DML loss (the "student alone" arm).
 - **det**: Student = the released PP-OCRv3 det model, Teacher = the released PP-OCRv4 mobile det
   export. Losses: DML on the shrink maps (``thrink_maps``) and (``db_loss``) the DB loss on
@@ -52,8 +54,13 @@ def _optimizer(lr, decay):
 
 def rec_config(student_weights, teacher_export, train_data_dir, train_list, eval_data_dir,
                eval_list, save_dir, iters=100, batch=16, lr=1e-4, seed=1, teacher=True,
-               labels="teacher", pseudo_threshold=0.8, eval_batch=32):
-    """The rec scenario (see the module docstring) as a config dict."""
+               labels="teacher", pseudo_threshold=0.8, eval_batch=32, student_export=None):
+    """The rec scenario (see the module docstring) as a config dict. ``labels="self"`` needs
+    ``student_export`` (the export that pseudo-labels the train images)."""
+    if labels not in ("teacher", "self", "gt"):
+        raise ValueError(f"rec_config: labels must be teacher, self or gt, got {labels!r}")
+    if labels == "self" and not student_export:
+        raise ValueError("rec_config: labels='self' needs student_export")
     student = {
         "pretrained": student_weights, "freeze_params": False, "freeze_bn_stats": True,
         "return_all_feats": True, "model_type": "rec", "algorithm": "SVTR_LCNet",
@@ -82,10 +89,11 @@ def rec_config(student_weights, teacher_export, train_data_dir, train_list, eval
                   {"MultiLabelEncode": {}}, {"RecResizeImg": {"image_shape": [3, 48, 320]}},
                   {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_sar", "length",
                                               "valid_ratio"]}}]
-    if labels == "teacher":
+    if labels in ("teacher", "self"):
+        labeller = teacher_export if labels == "teacher" else student_export
         train_set = {"name": "ImageFolderDataSet", "data_dir": train_data_dir,
                      "label_file_list": [train_list],
-                     "pseudo_label": {"inference_model": teacher_export,
+                     "pseudo_label": {"inference_model": labeller,
                                       "character_dict_path": DICT, "use_space_char": True,
                                       "threshold": float(pseudo_threshold)},
                      "transforms": transforms}
@@ -149,10 +157,11 @@ def det_config(student_weights, teacher_export, train_data_dir, train_list, eval
         {"NormalizeImage": dict(_NORM)}, {"ToCHWImage": None},
         {"KeepKeys": {"keep_keys": ["image", "threshold_map", "threshold_mask", "shrink_map",
                                     "shrink_mask"]}}]
-    if labels == "teacher":
+    if labels in ("teacher", "self"):
+        labeller = teacher_export if labels == "teacher" else student_export
         train_set = {"name": "ImageFolderDataSet", "data_dir": train_data_dir,
                      "label_file_list": [train_list],
-                     "pseudo_label": {"inference_model": teacher_export, "box_thresh": 0.6},
+                     "pseudo_label": {"inference_model": labeller, "box_thresh": 0.6},
                      "transforms": train_transforms}
     else:
         train_set = {"name": "SimpleDataSet", "data_dir": train_data_dir,
