@@ -157,6 +157,7 @@ def plot_log(log_path, out=None, title=None):
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("global_step", fontsize=8)
         ax.tick_params(labelsize=8)
+        _readable_y_axis(ax, [v for steps, values, _ in lines.values() for v in values])
         ax.grid(True, alpha=0.3)
         if len(lines) > 1 or panel.startswith(("metric", "loss terms")):
             low, high = ax.get_ylim()  # head room above the curves for the legend
@@ -169,6 +170,18 @@ def plot_log(log_path, out=None, title=None):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     figure.savefig(out)
     return figure, out
+
+
+def _readable_y_axis(ax, values):
+    """Plain tick labels: a nearly flat series (e.g. a cosine learning rate early in a long
+    schedule) gets a range of +-10 % around its value instead of "1e-15 + 9.99e-5" offsets."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if finite:
+        low, high = min(finite), max(finite)
+        scale = max(abs(low), abs(high))
+        if scale > 0 and high - low < 1e-3 * scale:
+            ax.set_ylim(low - 0.1 * scale, high + 0.1 * scale)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
 
 
 def main(argv=None):
