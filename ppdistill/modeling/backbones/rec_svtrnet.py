@@ -9,7 +9,8 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from ppdistill.modeling.necks.rec_svtr import Attention, DropPath, Mlp, SVTRConvBNLayer
+from ppdistill.modeling.necks.rec_svtr import (Attention, DropPath, Mlp, SVTRConvBNLayer,
+                                               init_transformer_weights)
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = ["SVTRNet", "SVTRBlock", "SVTRAttention", "ConvMixer", "PatchEmbed", "SubSample"]
@@ -299,7 +300,7 @@ class SVTRNet(nn.Layer):
             self.len_conv = nn.Linear(embed_dim[2], out_channels)
             self.hardswish_len = nn.Hardswish()
             self.dropout_len = nn.Dropout(p=last_drop, mode="downscale_in_infer")
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     @property
     def fixed_input_size(self):
@@ -328,12 +329,3 @@ class SVTRNet(nn.Layer):
             x = self.dropout(self.hardswish(self.last_conv(x)))
         return (x, len_x) if self.use_lenhead else x
 
-
-def _init_weights(layer):
-    if isinstance(layer, nn.Linear):
-        nn.initializer.TruncatedNormal(std=0.02)(layer.weight)
-        if layer.bias is not None:
-            nn.initializer.Constant(0.0)(layer.bias)
-    elif isinstance(layer, nn.LayerNorm):
-        nn.initializer.Constant(1.0)(layer.weight)
-        nn.initializer.Constant(0.0)(layer.bias)

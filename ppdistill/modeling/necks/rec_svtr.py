@@ -207,7 +207,7 @@ class EncoderWithSVTR(nn.Layer):
                                      padding=padding, act=nn.Swish)
         self.conv1x1 = SVTRConvBNLayer(in_channels // 8, dims, kernel_size=1, act=nn.Swish)
         self.out_channels = dims
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     def forward(self, x):
         if self.use_guide:
@@ -228,7 +228,9 @@ class EncoderWithSVTR(nn.Layer):
         return self.conv1x1(self.conv4(z))
 
 
-def _init_weights(layer):
+def init_transformer_weights(layer):
+    """PaddleOCR's SVTR initialisation: Linear weights truncated-normal (std 0.02), biases 0;
+    LayerNorm weight 1, bias 0."""
     if isinstance(layer, nn.Linear):
         nn.initializer.TruncatedNormal(std=0.02)(layer.weight)
         if layer.bias is not None:
