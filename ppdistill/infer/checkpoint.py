@@ -49,13 +49,24 @@ def _per_model(result):
     return result if isinstance(result, dict) else {"": result}
 
 
+def _inference_batches(config, ops, logger):
+    """``(path, pre-processed batch)`` for each image of ``Global.infer_img``; unreadable or
+    rejected images are logged and skipped."""
+    from ppdistill.data.imaug import transform
+    for path in get_image_file_list(config["Global"]["infer_img"]):
+        batch = transform(_read(path), ops)
+        if batch is None:
+            logger.warning(f"{path}: could not be read or pre-processed, skipped")
+            continue
+        yield path, batch
+
+
 def infer_det(config, logger):
     """Detect text in ``Global.infer_img``; write boxes JSON lines and drawn images.
 
     For a DistillationModel also ``det_res_sub_models_<image>.png``: every sub-model's boxes
     side by side (Teacher / Student / Student2 panels, titled with the box count).
     """
-    from ppdistill.data.imaug import transform
     from ppdistill.infer.text_detector import draw_boxes
     from ppdistill.utils.visual import boxes_of_all_models, draw_side_by_side
     config, model, post_process = _prepare(config)
@@ -65,12 +76,7 @@ def infer_det(config, logger):
     draw_dir = os.path.join(os.path.dirname(save_path) or ".", "det_results")
     os.makedirs(draw_dir, exist_ok=True)
     lines = []
-    for path in get_image_file_list(config["Global"]["infer_img"]):
-        batch = transform(_read(path), ops)
-        if batch is None:
-            logger.warning(f"{path}: could not be read or pre-processed, skipped")
-            continue
-        image, shape = batch
+    for path, (image, shape) in _inference_batches(config, ops, logger):
         with paddle.no_grad():
             preds = model(paddle.to_tensor(np.expand_dims(image, 0)))
         result = _per_model(post_process(preds, np.expand_dims(shape, 0)))
@@ -98,16 +104,11 @@ def infer_det(config, logger):
 
 def infer_rec(config, logger):
     """Recognise ``Global.infer_img``; print and write ``path<TAB>text<TAB>score`` lines."""
-    from ppdistill.data.imaug import transform
     config, model, post_process = _prepare(config)
     ops = inference_transforms(config, ["image"])
     save_path = config["Global"].get("save_res_path") or "./output/rec/predicts.txt"
     lines = []
-    for path in get_image_file_list(config["Global"]["infer_img"]):
-        batch = transform(_read(path), ops)
-        if batch is None:
-            logger.warning(f"{path}: could not be read or pre-processed, skipped")
-            continue
+    for path, batch in _inference_batches(config, ops, logger):
         with paddle.no_grad():
             preds = model(paddle.to_tensor(np.expand_dims(batch[0], 0)))
         for name, texts in _per_model(post_process(preds)).items():
