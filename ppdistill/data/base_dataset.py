@@ -119,7 +119,7 @@ class BaseDataSet(paddle.io.Dataset):
         self.ext_data_num = next((int(op.ext_data_num) for op in self.ops
                                   if hasattr(op, "ext_data_num")), 0)
         self.bad_samples = {}
-        self._skip_counter = multiprocessing.RawValue("q", 0)
+        self._skip_counter = multiprocessing.Value("q", 0)  # locked: workers add concurrently
 
     def __getstate__(self):
         # the shared counter only travels by fork; a pickled copy gets its own
@@ -129,7 +129,7 @@ class BaseDataSet(paddle.io.Dataset):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._skip_counter = multiprocessing.RawValue("q", 0)
+        self._skip_counter = multiprocessing.Value("q", 0)  # locked: workers add concurrently
 
     # ------------------------------------------------------------------ subclass interface
     def __len__(self):
@@ -154,15 +154,17 @@ class BaseDataSet(paddle.io.Dataset):
                 outs = self._try(idx, self.ops, with_ext_data=True)
                 if outs is not None:
                     return outs
-            self._skip_counter.value += 1
+            with self._skip_counter.get_lock():
+                self._skip_counter.value += 1
             if self.mode != "train":
                 return None  # skipped, never replaced: the collate function drops it
             idx = self._random_good_index()
 
     def take_skip_count(self):
         """Samples skipped (in this process and its loader workers) since the last call."""
-        count = int(self._skip_counter.value)
-        self._skip_counter.value = 0
+        with self._skip_counter.get_lock():
+            count = int(self._skip_counter.value)
+            self._skip_counter.value = 0
         return count
 
     def check_usable(self):
