@@ -16,7 +16,7 @@ setup(
     version="0.1.0",
     description="PaddlePaddle-native knowledge distillation for OCR (PaddleOCR-compatible)",
     packages=find_packages(include=["ppdistill", "ppdistill.*"]),
-    package_data={"ppdistill": ["utils/dict/*.txt", "ops/*.cc"]},
+    package_data={"ppdistill": ["utils/dict/*.txt", "ops/*.cc", "ops/*.h"]},
     include_package_data=True,
     python_requires=">=3.9",
     install_requires=paddle_requirement() + [

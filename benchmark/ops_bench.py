@@ -3,9 +3,14 @@
     python benchmark/ops_bench.py
 
 Layers are those of MobileNetV1Enhance (scale 0.5) at batch 32 on 3x48x320 crops (the PP-OCRv3
-recognition backbone) and the CTC head's DML loss (32 x 40 x 6625). For each case it prints the
-mean time of 3 forward+backward passes and the memory the forward leaves allocated for
-backward (paddle's host-memory counter), for paddle's ops and for ppdistill's path.
+recognition backbone), the CTC head's DML loss (32 x 40 x 6625) and PP-LCNetV3's
+LearnableRepLayers (scale 0.95, 4 branches, batch 32 on 3x48x320: the PP-OCRv4/v5 rec student;
+pointwise rows also with the stacked branch outputs kept instead of recomputed). For each case
+it prints the mean time of 3 forward+backward passes and the memory the forward leaves
+allocated for backward (paddle's host-memory counter), for paddle's ops and for ppdistill's path.
+
+    python benchmark/ops_bench.py            # every row
+    python benchmark/ops_bench.py --rep      # only the LearnableRepLayer rows
 """
 import os
 import sys
@@ -18,6 +23,8 @@ import paddle  # noqa: E402
 from paddle import nn  # noqa: E402
 
 from ppdistill.losses.basic_loss import DMLLoss  # noqa: E402
+from ppdistill.modeling.backbones.rec_lcnetv3 import LearnableRepLayer  # noqa: E402
+from ppdistill.ops import rep_layer  # noqa: E402
 from ppdistill.ops import conv_bn_act, cpu_kernels, loader  # noqa: E402
 from ppdistill.utils.cpu import configure_cpu_threads, kernel_threads  # noqa: E402
 
@@ -27,6 +34,17 @@ LAYERS = [(32, 16, 16, 24, 160, 3, 1), (32, 64, 64, 24, 160, 3, (2, 1)),
           (32, 128, 128, 12, 160, 3, 1), (32, 256, 256, 6, 160, 5, 1),
           (32, 512, 512, 3, 160, 5, (1, 2)), (32, 64, 128, 24, 160, 1, 1),
           (32, 256, 256, 6, 160, 1, 1)]
+
+#: PP-LCNetV3 x0.95 rec LearnableRepLayers at batch 32: (in, out, height, width, kernel, stride)
+#: with the block they come from
+REP_LAYERS = [
+    ((16, 16, 24, 160, 3, 1), "blocks2.0 dw"), ((64, 64, 24, 160, 3, 1), "blocks3.1 dw"),
+    ((64, 64, 24, 160, 3, (2, 1)), "blocks4.0 dw"),
+    ((128, 128, 12, 160, 3, (1, 2)), "blocks5.0 dw"),
+    ((240, 240, 12, 80, 5, 1), "blocks5.1 dw"), ((240, 240, 12, 80, 5, (2, 1)), "blocks6.0 dw"),
+    ((480, 480, 3, 80, 5, 1), "blocks6.3 dw"), ((16, 32, 24, 160, 1, 1), "blocks2.0 pw"),
+    ((64, 64, 24, 160, 1, 1), "blocks3.1 pw"), ((240, 240, 12, 80, 1, 1), "blocks5.1 pw"),
+    ((480, 480, 3, 80, 1, 1), "blocks6.3 pw")]
 
 
 def allocated():
@@ -77,6 +95,9 @@ def main():
         print(f"kernels unavailable: {loader.unavailable_reason()}")
         return
     paddle.seed(0)
+    rep_rows()
+    if "--rep" in sys.argv[1:]:
+        return
     for batch, cin, cout, height, width, k, stride in LAYERS:
         groups = cin if k > 1 else 1
         conv = nn.Conv2D(cin, cout, k, stride=stride, padding=k // 2, groups=groups,
@@ -95,6 +116,31 @@ def main():
     x.stop_gradient = y.stop_gradient = False
     ours, theirs = both_paths(lambda: dml(x, y), [x, y])
     report("DMLLoss(softmax, use_log) on 32x40x6625", ours, theirs)
+
+
+def rep_rows(batch=32, branches=4):
+    """LearnableRepLayer rows: paddle's ops against the fused node (and, for pointwise layers,
+    the fused node that keeps its stacked branch outputs instead of recomputing the GEMM)."""
+    for (cin, cout, height, width, k, stride), where in REP_LAYERS:
+        layer = LearnableRepLayer(cin, cout, k, stride=stride, groups=cin if k > 1 else 1,
+                                  num_conv_branches=branches)
+        layer.train()
+        x = paddle.randn([batch, cin, height, width])
+        x.stop_gradient = False
+        params = [x] + [p for p in layer.parameters() if not p.stop_gradient]
+        ours, theirs = both_paths(lambda: layer(x), params)
+        kind = "depthwise" if k > 1 else "pointwise"
+        label = (f"rep {where} {kind} {k}x{k} s{stride} {cin}->{cout} on {batch}x{height}x"
+                 f"{width}, {branches}+{int(k > 1)}+{int(layer.identity is not None)} branches")
+        report(label, ours, theirs)
+        if k == 1:
+            rep_layer.RECOMPUTE_POINTWISE = False
+            try:
+                kept = measure(lambda: layer(x), params)
+            finally:
+                rep_layer.RECOMPUTE_POINTWISE = True
+            print(f"    same, fused keeping the branch outputs: {kept[0]:7.1f} ms, kept "
+                  f"{kept[1]:6.0f} MiB")
 
 
 if __name__ == "__main__":

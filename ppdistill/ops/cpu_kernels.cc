@@ -10,6 +10,8 @@
 //                                hardswish. Its backward recomputes the normalised value from
 //                                the input, so only the BN input is kept for backward (paddle
 //                                keeps BN input, BN output and activation output).
+//   (PP-LCNetV3's LearnableRepLayer kernels are in rep_kernels.cc; shared helpers in
+//   kernels_common.h)
 //
 // Sums over a row use `omp simd` reductions (-fopenmp-simd: vector partial sums, no OpenMP
 // runtime), accumulated per row into doubles.
@@ -22,59 +24,16 @@
 #include <type_traits>
 #include <vector>
 
-#include "paddle/extension.h"
+#include "kernels_common.h"
 
 namespace {
 
-void parallel_for(int64_t count, int threads, const std::function<void(int64_t, int64_t)>& body) {
-  int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, count)));
-  if (workers == 1) {
-    body(0, count);
-    return;
-  }
-  std::vector<std::thread> pool;
-  int64_t chunk = (count + workers - 1) / workers;
-  for (int w = 1; w < workers; ++w) {
-    int64_t begin = w * chunk, end = std::min(count, begin + chunk);
-    if (begin < end) pool.emplace_back(body, begin, end);
-  }
-  body(0, std::min(count, chunk));
-  for (auto& t : pool) t.join();
-}
-
-void check_cpu_float(const paddle::Tensor& t, const char* op, const char* name) {
-  PD_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor");
-  PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, op, ": ", name, " must be float32");
-}
-
-// ------------------------------------------------------------------------- depthwise conv
-struct DwShape {
-  int64_t n, c, h, w, kh, kw, oh, ow;
-  int sh, sw, ph, pw;
-};
-
-DwShape dw_shape(const paddle::Tensor& x, const paddle::Tensor& weight, int sh, int sw, int ph,
-                 int pw) {
-  auto xs = x.shape();
-  auto ws = weight.shape();
-  PD_CHECK(xs.size() == 4 && ws.size() == 4, "ppdistill_depthwise_conv2d: needs NCHW input and "
-           "[C, 1, kh, kw] weight");
-  PD_CHECK(ws[0] == xs[1] && ws[1] == 1, "ppdistill_depthwise_conv2d: weight ", ws[0], "x",
-           ws[1], " does not match ", xs[1], " channels");
-  DwShape s{xs[0], xs[1], xs[2], xs[3], ws[2], ws[3], 0, 0, sh, sw, ph, pw};
-  s.oh = (s.h + 2 * ph - s.kh) / sh + 1;
-  s.ow = (s.w + 2 * pw - s.kw) / sw + 1;
-  PD_CHECK(s.oh > 0 && s.ow > 0, "ppdistill_depthwise_conv2d: empty output");
-  return s;
-}
-
-// Output columns [lo, hi) for which input column ow * sw - pw + j lies inside [0, w).
-inline void valid_columns(const DwShape& s, int64_t j, int64_t* lo, int64_t* hi) {
-  int64_t first = s.pw - j;  // ow * sw >= first
-  *lo = first <= 0 ? 0 : (first + s.sw - 1) / s.sw;
-  int64_t last = s.w - 1 + s.pw - j;  // ow * sw <= last
-  *hi = last < 0 ? 0 : std::min<int64_t>(s.ow, last / s.sw + 1);
-}
+using ppdistill_kernels::DwShape;
+using ppdistill_kernels::dw_shape;
+using ppdistill_kernels::check_cpu_float;
+using ppdistill_kernels::dw_plane_backward;
+using ppdistill_kernels::dw_plane_forward;
+using ppdistill_kernels::parallel_for;
 
 std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const paddle::Tensor& weight,
                                              int stride_h, int stride_w, int pad_h, int pad_w,
@@ -88,30 +47,8 @@ std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const padd
   float* od = out.data<float>();
   parallel_for(s.n * s.c, threads, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const float* in = xd + plane * s.h * s.w;
-      const float* k = wd + (plane % s.c) * s.kh * s.kw;
-      float* o = od + plane * s.oh * s.ow;
-      std::fill(o, o + s.oh * s.ow, 0.0f);
-      for (int64_t r = 0; r < s.oh; ++r) {
-        float* orow = o + r * s.ow;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          int64_t ih = r * s.sh - s.ph + i;
-          if (ih < 0 || ih >= s.h) continue;
-          const float* irow = in + ih * s.w;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            float kv = k[i * s.kw + j];
-            int64_t lo, hi;
-            valid_columns(s, j, &lo, &hi);
-            int64_t shift = j - s.pw;
-            if (s.sw == 1) {
-              const float* src = irow + shift;
-              for (int64_t c = lo; c < hi; ++c) orow[c] += kv * src[c];
-            } else {
-              for (int64_t c = lo; c < hi; ++c) orow[c] += kv * irow[c * s.sw + shift];
-            }
-          }
-        }
-      }
+      dw_plane_forward(s, xd + plane * s.h * s.w, wd + (plane % s.c) * s.kh * s.kw,
+                       od + plane * s.oh * s.ow);
     }
   });
   return {out};
@@ -141,35 +78,7 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
         const float* g = gd + plane * s.oh * s.ow;
         float* gx = gxd + plane * s.h * s.w;
         std::fill(gx, gx + s.h * s.w, 0.0f);
-        for (int64_t r = 0; r < s.oh; ++r) {
-          const float* grow = g + r * s.ow;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            int64_t ih = r * s.sh - s.ph + i;
-            if (ih < 0 || ih >= s.h) continue;
-            const float* irow = in + ih * s.w;
-            float* gxrow = gx + ih * s.w;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              float kv = k[i * s.kw + j];
-              int64_t lo, hi;
-              valid_columns(s, j, &lo, &hi);
-              int64_t shift = j - s.pw;
-              float dot = 0.0f;
-              if (s.sw == 1) {
-                const float* src = irow + shift;
-                float* dst = gxrow + shift;
-                for (int64_t c = lo; c < hi; ++c) dst[c] += kv * grow[c];
-#pragma omp simd reduction(+ : dot)
-                for (int64_t c = lo; c < hi; ++c) dot += grow[c] * src[c];
-              } else {
-                for (int64_t c = lo; c < hi; ++c) {
-                  gxrow[c * s.sw + shift] += kv * grow[c];
-                  dot += grow[c] * irow[c * s.sw + shift];
-                }
-              }
-              acc[i * s.kw + j] += dot;
-            }
-          }
-        }
+        dw_plane_backward(s, in, k, g, gx, acc.data());
       }
       for (int64_t t = 0; t < s.kh * s.kw; ++t) gwd[ch * s.kh * s.kw + t] = static_cast<float>(acc[t]);
     }
@@ -493,3 +402,4 @@ PD_BUILD_OP(ppdistill_dml_softmax_backward)
     .Outputs({"GradX", "GradY"})
     .Attrs({"eps: float", "threads: int"})
     .SetKernelFn(PD_KERNEL(DmlSoftmaxBackward));
+

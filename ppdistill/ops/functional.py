@@ -112,7 +112,12 @@ def _conv_backward(kernels, x, conv, weight, grad_z, need_x_grad):
         grad_x, grad_w = kernels.ppdistill_depthwise_conv2d_backward(
             x, weight, grad_z, *_depthwise_attrs(conv))
         return (grad_x if need_x_grad else None), grad_w
-    # pointwise: z[n] = W @ x[n] over the flattened pixels
+    return pointwise_conv_backward(x, weight, grad_z, need_x_grad)
+
+
+def pointwise_conv_backward(x, weight, grad_z, need_x_grad=True):
+    """(grad of x or None, grad of weight) of a bias-free 1x1 conv (stride 1, no groups) given
+    the grad of its output: z[n] = W @ x[n] over the flattened pixels, two batched GEMMs."""
     batch, channels, height, width = x.shape
     out_channels = weight.shape[0]
     matrix = weight.reshape([out_channels, channels])

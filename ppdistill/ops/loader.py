@@ -1,6 +1,7 @@
-"""Compile (once) and load ppdistill's CPU kernels (``cpu_kernels.cc``) as paddle custom ops.
+"""Compile (once) and load ppdistill's CPU kernels as paddle custom ops.
 
-The first call compiles the C++ source with the machine's C++ compiler through
+The first call compiles the C++ sources (``cpu_kernels.cc``, ``rep_kernels.cc`` and their shared
+``kernels_common.h``) with the machine's C++ compiler through
 ``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory under
 ``$PPDISTILL_EXTENSION_DIR`` or ``~/.cache/ppdistill/ops``, keyed by everything that changes
 the build: the source (content and location), the compiler flags, the CPU's feature flags,
@@ -23,9 +24,13 @@ import subprocess
 import sys
 import warnings
 
-#: the real path: paddle re-compiles when the source path it is given changes (symlinked
+#: real paths: paddle re-compiles when the source paths it is given change (symlinked
 #: checkouts would otherwise rebuild each other's kernels)
-SOURCE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "cpu_kernels.cc")
+_HERE = os.path.dirname(os.path.realpath(__file__))
+SOURCE = os.path.join(_HERE, "cpu_kernels.cc")
+#: every file compiled into the module, and the header they share (part of the build key)
+SOURCES = (SOURCE, os.path.join(_HERE, "rep_kernels.cc"))
+HEADERS = (os.path.join(_HERE, "kernels_common.h"),)
 #: -fopenmp-simd: `omp simd` reductions vectorise without linking an OpenMP runtime
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17")
 _STATE = {"module": None, "tried": False, "reason": None}
@@ -74,9 +79,12 @@ def _python_identity():
 
 def build_key():
     """The parts of the build-directory hash (see the module docstring)."""
-    with open(SOURCE, "rb") as handle:
-        source = hashlib.sha1(handle.read()).hexdigest()
-    return (source, SOURCE, " ".join(CXX_FLAGS), _cpu_flags(), _paddle_identity(),
+    digest = hashlib.sha1()
+    for path in SOURCES + HEADERS:
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+    return (digest.hexdigest(), " ".join(SOURCES), " ".join(CXX_FLAGS), _cpu_flags(),
+            _paddle_identity(),
             _compiler_identity(), _python_identity())
 
 
@@ -108,7 +116,7 @@ def _compile():
     with _build_lock(directory), open(os.devnull, "w") as quiet, \
             contextlib.redirect_stdout(quiet), warnings.catch_warnings(), _quiet_paddle_logs():
         warnings.filterwarnings("ignore", message="No ccache found")
-        return load(name="ppdistill_cpu_kernels", sources=[SOURCE], build_directory=directory,
+        return load(name="ppdistill_cpu_kernels", sources=list(SOURCES), build_directory=directory,
                     extra_cxx_cflags=list(CXX_FLAGS), verbose=False)
 
 

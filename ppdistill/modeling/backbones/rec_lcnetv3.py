@@ -14,6 +14,7 @@ from paddle import nn
 from paddle.nn import functional as F
 
 from ppdistill.modeling.backbones.det_mobilenet_v3 import make_divisible as _make_divisible
+from ppdistill.ops.rep_layer import rep_layer_forward
 from ppdistill.registry import BACKBONES, ConfigError
 
 __all__ = [
@@ -128,6 +129,11 @@ class LearnableRepLayer(nn.Layer):
     ``reparam_conv``; afterwards, in any mode, output = ``lab(reparam_conv(x))`` then ``act``
     under the same stride rule. The branches are kept (their keys stay in the state_dict, as in
     PaddleOCR's reference version); a second ``rep()`` does nothing.
+
+    In CPU training (float32, BNs with batch statistics, not repped) the training form runs as
+    one fused node that keeps only ``x`` for backward and recomputes the branch convs there
+    (``ppdistill.ops.rep_layer``); the math is paddle's, ``PPDISTILL_CPU_KERNELS=0`` turns it
+    off.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
@@ -170,6 +176,10 @@ class LearnableRepLayer(nn.Layer):
         if self.is_repped:
             out = self.reparam_conv(x)
         else:
+            # CPU training: one fused node that keeps only x for backward (ppdistill.ops)
+            fused = rep_layer_forward(x, self)
+            if fused is not None:
+                return fused
             out = 0
             if self.identity is not None:
                 out = out + self.identity(x)

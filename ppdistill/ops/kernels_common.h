@@ -1,0 +1,126 @@
+// Helpers shared by ppdistill's CPU kernels (cpu_kernels.cc, rep_kernels.cc): a std::thread
+// parallel loop, argument checks and the per-plane depthwise convolution loops.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "paddle/extension.h"
+
+namespace ppdistill_kernels {
+
+// body(begin, end) over [0, count) split into `threads` contiguous chunks (one per thread).
+inline void parallel_for(int64_t count, int threads,
+                         const std::function<void(int64_t, int64_t)>& body) {
+  int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, count)));
+  if (workers == 1) {
+    body(0, count);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t chunk = (count + workers - 1) / workers;
+  for (int w = 1; w < workers; ++w) {
+    int64_t begin = w * chunk, end = std::min(count, begin + chunk);
+    if (begin < end) pool.emplace_back(body, begin, end);
+  }
+  body(0, std::min(count, chunk));
+  for (auto& t : pool) t.join();
+}
+
+inline void check_cpu_float(const paddle::Tensor& t, const char* op, const char* name) {
+  PD_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor");
+  PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, op, ": ", name, " must be float32");
+}
+
+// ------------------------------------------------------------------------- depthwise conv
+struct DwShape {
+  int64_t n, c, h, w, kh, kw, oh, ow;
+  int sh, sw, ph, pw;
+};
+
+inline DwShape dw_shape(const paddle::Tensor& x, const paddle::Tensor& weight, int sh, int sw,
+                        int ph, int pw) {
+  auto xs = x.shape();
+  auto ws = weight.shape();
+  PD_CHECK(xs.size() == 4 && ws.size() == 4, "ppdistill_depthwise_conv2d: needs NCHW input and "
+           "[C, 1, kh, kw] weight");
+  PD_CHECK(ws[0] == xs[1] && ws[1] == 1, "ppdistill_depthwise_conv2d: weight ", ws[0], "x",
+           ws[1], " does not match ", xs[1], " channels");
+  DwShape s{xs[0], xs[1], xs[2], xs[3], ws[2], ws[3], 0, 0, sh, sw, ph, pw};
+  s.oh = (s.h + 2 * ph - s.kh) / sh + 1;
+  s.ow = (s.w + 2 * pw - s.kw) / sw + 1;
+  PD_CHECK(s.oh > 0 && s.ow > 0, "ppdistill_depthwise_conv2d: empty output");
+  return s;
+}
+
+// Output columns [lo, hi) for which input column ow * sw - pw + j lies inside [0, w).
+inline void valid_columns(const DwShape& s, int64_t j, int64_t* lo, int64_t* hi) {
+  int64_t first = s.pw - j;  // ow * sw >= first
+  *lo = first <= 0 ? 0 : (first + s.sw - 1) / s.sw;
+  int64_t last = s.w - 1 + s.pw - j;  // ow * sw <= last
+  *hi = last < 0 ? 0 : std::min<int64_t>(s.ow, last / s.sw + 1);
+}
+
+// One output plane of a depthwise conv: o = conv(in, k) for one (image, channel).
+inline void dw_plane_forward(const DwShape& s, const float* in, const float* k, float* o) {
+  std::fill(o, o + s.oh * s.ow, 0.0f);
+  for (int64_t r = 0; r < s.oh; ++r) {
+    float* orow = o + r * s.ow;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      int64_t ih = r * s.sh - s.ph + i;
+      if (ih < 0 || ih >= s.h) continue;
+      const float* irow = in + ih * s.w;
+      for (int64_t j = 0; j < s.kw; ++j) {
+        float kv = k[i * s.kw + j];
+        int64_t lo, hi;
+        valid_columns(s, j, &lo, &hi);
+        int64_t shift = j - s.pw;
+        if (s.sw == 1) {
+          const float* src = irow + shift;
+          for (int64_t c = lo; c < hi; ++c) orow[c] += kv * src[c];
+        } else {
+          for (int64_t c = lo; c < hi; ++c) orow[c] += kv * irow[c * s.sw + shift];
+        }
+      }
+    }
+  }
+}
+
+// Backward of one plane: adds the input gradient into gx and the kernel gradient into acc
+// (kh * kw doubles), given the output gradient g.
+inline void dw_plane_backward(const DwShape& s, const float* in, const float* k, const float* g,
+                              float* gx, double* acc) {
+  for (int64_t r = 0; r < s.oh; ++r) {
+    const float* grow = g + r * s.ow;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      int64_t ih = r * s.sh - s.ph + i;
+      if (ih < 0 || ih >= s.h) continue;
+      const float* irow = in + ih * s.w;
+      float* gxrow = gx + ih * s.w;
+      for (int64_t j = 0; j < s.kw; ++j) {
+        float kv = k[i * s.kw + j];
+        int64_t lo, hi;
+        valid_columns(s, j, &lo, &hi);
+        int64_t shift = j - s.pw;
+        float dot = 0.0f;
+        if (s.sw == 1) {
+          const float* src = irow + shift;
+          float* dst = gxrow + shift;
+          for (int64_t c = lo; c < hi; ++c) dst[c] += kv * grow[c];
+#pragma omp simd reduction(+ : dot)
+          for (int64_t c = lo; c < hi; ++c) dot += grow[c] * src[c];
+        } else {
+          for (int64_t c = lo; c < hi; ++c) {
+            gxrow[c * s.sw + shift] += kv * grow[c];
+            dot += grow[c] * irow[c * s.sw + shift];
+          }
+        }
+        acc[i * s.kw + j] += dot;
+      }
+    }
+  }
+}
+
+}  // namespace ppdistill_kernels

@@ -1,0 +1,229 @@
+"""PP-LCNetV3's ``LearnableRepLayer`` in training form as one autograd node, on CPU.
+
+In training a LearnableRepLayer computes, from one input ``x``,
+
+    s = sum_j BN_j(conv_j(x))       B k x k conv branches, a 1x1 branch (k > 1) and an identity
+                                    BN on x (in == out, stride 1), BN with batch statistics
+    u = lab.scale * s + lab.bias
+    y = act.lab.scale * hardswish(u) + act.lab.bias     (or y = u when the layer has no act)
+
+paddle's autograd keeps every branch's conv output, BN output, each partial sum, ``u``,
+``hardswish(u)`` and ``y`` for backward, and runs the depthwise convs and the BNs on one thread.
+:func:`rep_layer_forward` runs the layer as one ``PyLayer`` instead:
+
+- depthwise layers (``ppdistill_rep_dw``, ``rep_kernels.cc``): one kernel per direction. Each
+  thread takes whole channels: all branch convs of a channel (one read of each input plane)
+  into a per-thread scratch buffer, then every branch's BatchNorm (batch statistics; running
+  mean / variance updated as paddle's BatchNorm does), the sum, ``lab``, hardswish and
+  ``act.lab``. The backward recomputes the convs into the scratch, turns them into their
+  gradients in place and runs the depthwise backward: no tensor of the stacked branch outputs
+  is allocated (large fresh allocations cost page faults on every step);
+- pointwise layers: the branch convs are one GEMM (paddle's) into a stacked tensor Z, then the
+  same BN / sum / activation kernel (``ppdistill_rep_bn_act``); Z is freed at once and
+  recomputed in backward (:data:`RECOMPUTE_POINTWISE`), then two GEMMs give the conv grads.
+
+Only ``x`` (plus the per-branch batch mean / inverse std, a few KB) is kept between forward and
+backward. Results equal paddle's up to float32 rounding (``tests/ops/test_rep_layer_fused.py``);
+timings and memory: ``benchmark/ops_bench.py``.
+
+It applies in dynamic-graph training on CPU, float32, with every BN in batch-statistics mode,
+all BNs with one momentum / epsilon, depthwise (odd k x k, symmetric padding k // 2) or pointwise
+(1x1, stride 1, no groups) branch convs, the compiled kernels available and the layer not
+re-parameterised. Everything else (eval mode, export, GPU, ``rep()``'d layers,
+``PPDISTILL_CPU_KERNELS=0``) takes paddle's ops. The limitation of every ``PyLayer`` applies:
+``paddle.grad`` over a strict subset of the node's inputs fails (see ``functional.py``).
+"""
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+from paddle.autograd import PyLayer
+
+from ppdistill.ops.functional import (
+    ACTIVATION_CODES, _batch_norm_in_batch_stats_mode, _contiguous, is_depthwise, is_pointwise,
+    pointwise_conv_backward, symmetric_padding)
+from ppdistill.ops.loader import cpu_kernels
+from ppdistill.utils.cpu import kernel_threads
+
+#: pointwise layers recompute their GEMM in backward (True) or keep the stacked branch outputs
+#: Z (False, B times the output's size); benchmark/ops_bench.py measures both
+RECOMPUTE_POINTWISE = True
+
+
+class _Plan:
+    """What one call of the fused path needs to know about its layer (built per call)."""
+
+    def __init__(self, layer, depthwise):
+        self.depthwise = depthwise
+        self.num_kxk = len(layer.conv_kxk)
+        self.with_1x1 = layer.conv_1x1 is not None
+        self.identity = layer.identity is not None
+        self.act = ACTIVATION_CODES["hardswish"] if layer.apply_act else ACTIVATION_CODES[None]
+        #: BNs in kernel order: k x k branches, the 1x1 branch, the identity
+        self.bns = [branch.bn for branch in layer.conv_kxk]
+        if self.with_1x1:
+            self.bns.append(layer.conv_1x1.bn)
+        if self.identity:
+            self.bns.append(layer.identity)
+        #: conv branches (the pointwise path stacks their outputs in Z)
+        self.stacked = self.num_kxk + (1 if self.with_1x1 else 0)
+        conv = layer.conv_kxk[0].conv
+        self.stride = [int(s) for s in conv._stride]
+        self.padding = symmetric_padding(conv)
+        self.momentum = float(self.bns[0]._momentum)
+        self.epsilon = float(self.bns[0]._epsilon)
+
+    def tensors(self, layer):
+        """The node's tensor inputs after ``x``: conv weights, BN weights, BN biases, affines."""
+        weights = [branch.conv.weight for branch in layer.conv_kxk]
+        if self.with_1x1:
+            weights.append(layer.conv_1x1.conv.weight)
+        affine = [layer.lab.scale, layer.lab.bias]
+        if self.act:
+            affine += [layer.act.lab.scale, layer.act.lab.bias]
+        return (weights + [bn.weight for bn in self.bns] + [bn.bias for bn in self.bns]
+                + affine)
+
+    def split(self, tensors):
+        """(conv weights, BN weights, BN biases, affine scalars) from :meth:`tensors`' list."""
+        n_conv, n_bn = self.stacked, len(self.bns)
+        return (list(tensors[:n_conv]), list(tensors[n_conv:n_conv + n_bn]),
+                list(tensors[n_conv + n_bn:n_conv + 2 * n_bn]), list(tensors[n_conv + 2 * n_bn:]))
+
+    def lab_vector(self, affine):
+        """[lab.scale, lab.bias, act.lab.scale, act.lab.bias] (1, 0 for a layer without act)."""
+        if not self.act:
+            affine = affine + [paddle.ones([1], "float32"), paddle.zeros([1], "float32")]
+        return paddle.concat(affine)
+
+    def stacked_weights(self, weights):
+        """(k x k weights stacked branch-major, the 1x1 weight or a placeholder)."""
+        kxk = paddle.concat(weights[:self.num_kxk], axis=0)
+        return kxk, (weights[self.num_kxk] if self.with_1x1 else kxk)
+
+class _RepLayerFunction(PyLayer):
+    """One autograd node for a LearnableRepLayer in training form, saving only its input."""
+
+    @staticmethod
+    def forward(ctx, x, *args):
+        plan, tensors = args[-1], args[:-1]
+        kernels = cpu_kernels()
+        ctx.plan = plan
+        ctx.needs_grad = [not t.stop_gradient for t in (x,) + tuple(tensors)]
+        x = _contiguous(x)
+        weights, gammas, betas, affine = plan.split(tensors)
+        kxk, one = plan.stacked_weights(weights)
+        gamma, beta, lab = paddle.concat(gammas), paddle.concat(betas), plan.lab_vector(affine)
+        mean = paddle.concat([bn._mean for bn in plan.bns])
+        variance = paddle.concat([bn._variance for bn in plan.bns])
+        z = None
+        if plan.depthwise:
+            y, saved_mean, saved_inv_std, mean_out, variance_out = kernels.ppdistill_rep_dw_forward(
+                x, kxk, one, gamma, beta, mean, variance, lab, *plan.stride, *plan.padding,
+                int(plan.with_1x1), int(plan.identity), plan.momentum, plan.epsilon, plan.act,
+                kernel_threads())
+        else:
+            z = F.conv2d(x, kxk)  # every branch's 1x1 conv as one GEMM
+            y, saved_mean, saved_inv_std, mean_out, variance_out = \
+                kernels.ppdistill_rep_bn_act_forward(
+                    z, x, gamma, beta, mean, variance, lab, plan.momentum, plan.epsilon,
+                    plan.stacked, int(plan.identity), plan.act, kernel_threads())
+        count = len(plan.bns)
+        for bn, mean, variance in zip(plan.bns, paddle.split(mean_out, count),
+                                      paddle.split(variance_out, count)):
+            paddle.assign(mean, bn._mean)
+            paddle.assign(variance, bn._variance)
+        ctx.keep_z = not plan.depthwise and not RECOMPUTE_POINTWISE
+        ctx.save_for_backward(x, kxk, one, gamma, beta, saved_mean, saved_inv_std, lab,
+                              z if ctx.keep_z else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        kernels, plan = cpu_kernels(), ctx.plan
+        x, kxk, one, gamma, beta, saved_mean, saved_inv_std, lab, z = ctx.saved_tensor()
+        grad_y = _contiguous(grad_y)
+        if plan.depthwise:
+            grad_x, grad_kxk, grad_one, grad_gamma, grad_beta, lab_partials = \
+                kernels.ppdistill_rep_dw_backward(
+                    x, kxk, one, gamma, beta, saved_mean, saved_inv_std, lab, grad_y,
+                    *plan.stride, *plan.padding, int(plan.with_1x1), int(plan.identity),
+                    plan.act, kernel_threads())
+        else:
+            if z is None:
+                z = F.conv2d(x, kxk)
+            grad_z, grad_identity, grad_gamma, grad_beta, lab_partials = \
+                kernels.ppdistill_rep_bn_act_backward(
+                    z, x, gamma, beta, saved_mean, saved_inv_std, lab, grad_y, plan.stacked,
+                    int(plan.identity), plan.act, kernel_threads())
+            del z
+            grad_x, grad_kxk = pointwise_conv_backward(x, kxk, grad_z, ctx.needs_grad[0])
+            del grad_z
+            if plan.identity and grad_x is not None:
+                grad_x = grad_x + grad_identity
+        grad_weights = list(paddle.split(grad_kxk, plan.num_kxk, axis=0))
+        if plan.with_1x1:
+            grad_weights.append(grad_one)
+        count = len(plan.bns)
+        grad_lab = lab_partials.sum(axis=0)
+        grads = ([grad_x] + grad_weights + list(paddle.split(grad_gamma, count))
+                 + list(paddle.split(grad_beta, count)) + [grad_lab[0:1], grad_lab[1:2]])
+        if plan.act:
+            grads += [grad_lab[2:3], grad_lab[3:4]]
+        return tuple(g if need else None for g, need in zip(grads, ctx.needs_grad))
+
+
+def _depthwise_branches_fit(layer):
+    """Every k x k conv depthwise with one odd kernel, stride and padding k // 2; the 1x1
+    branch (if any) depthwise with that stride and no padding."""
+    first = layer.conv_kxk[0].conv
+    kernel, stride = [int(k) for k in first._kernel_size], [int(s) for s in first._stride]
+    if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+        return False
+    for branch in layer.conv_kxk:
+        conv = branch.conv
+        if not (is_depthwise(conv) and [int(k) for k in conv._kernel_size] == kernel
+                and [int(s) for s in conv._stride] == stride
+                and symmetric_padding(conv) == [kernel[0] // 2, kernel[1] // 2]
+                and conv._in_channels == first._in_channels):
+            return False
+    one = layer.conv_1x1.conv if layer.conv_1x1 is not None else None
+    return one is None or (is_depthwise(one) and [int(k) for k in one._kernel_size] == [1, 1]
+                           and [int(s) for s in one._stride] == stride
+                           and symmetric_padding(one) == [0, 0]
+                           and one._in_channels == first._in_channels)
+
+
+def rep_layer_plan(x, layer):
+    """A plan for the fused path when it applies to ``layer`` and ``x`` (module docstring),
+    else None."""
+    if getattr(layer, "is_repped", True) or not (
+            paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
+            and len(x.shape) == 4 and len(layer.conv_kxk) > 0):
+        return None
+    bns = [branch.bn for branch in layer.conv_kxk]
+    bns += [layer.conv_1x1.bn] if layer.conv_1x1 is not None else []
+    bns += [layer.identity] if layer.identity is not None else []
+    if not all(_batch_norm_in_batch_stats_mode(bn) for bn in bns) or \
+            len({(float(bn._momentum), float(bn._epsilon)) for bn in bns}) != 1:
+        return None
+    if layer.apply_act and not (type(layer.act.act) is nn.Hardswish
+                                and isinstance(layer.act.lab, nn.Layer)):
+        return None
+    if layer.conv_1x1 is None and all(is_pointwise(b.conv) for b in layer.conv_kxk):
+        depthwise = False
+    elif _depthwise_branches_fit(layer):
+        depthwise = True
+    else:
+        return None
+    if cpu_kernels() is None:
+        return None
+    return _Plan(layer, depthwise)
+
+
+def rep_layer_forward(x, layer):
+    """The training-form output of a ``LearnableRepLayer`` through the fused node, or None
+    when the fused path does not apply (then run paddle's ops)."""
+    plan = rep_layer_plan(x, layer)
+    if plan is None:
+        return None
+    return _RepLayerFunction.apply(x, *plan.tensors(layer), plan)
