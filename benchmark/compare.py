@@ -10,7 +10,8 @@ reference arm measured in the same run on the same machine.
 - ``optimised``: ppdistill as shipped (own CPU kernels, shifted-GEMM frozen convs, the thread
   choice of ``ppdistill.utils.cpu``, MKL's AVX2 path on AMD/Hygon CPUs with AVX2).
 - ``baseline``: the stand-in for a PaddleOCR-equivalent implementation: the same code with
-  ppdistill's optimisations off (``PPDISTILL_CPU_KERNELS=0 PPDISTILL_FAST_CONV=0``), paddle's
+  ppdistill's optimisations off (``PPDISTILL_CPU_KERNELS=0 PPDISTILL_FAST_CONV=0
+  PPDISTILL_MALLOC_TRIM=0``), paddle's
   default threads (1) and MKL's own code-path choice (``MKL_DEBUG_CPU_TYPE`` empty: what
   PaddleOCR gets, the generic path on AMD).
 - ``baseline-avx2``: ``baseline`` with MKL's AVX2 path (``MKL_DEBUG_CPU_TYPE=5``), one thread:
@@ -21,16 +22,17 @@ reference arm measured in the same run on the same machine.
 import statistics
 
 #: variables an arm owns; each arm starts from the parent's environment without them
-ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "OMP_NUM_THREADS", "CPU_NUM",
-                 "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
+ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "PPDISTILL_MALLOC_TRIM",
+                 "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
 ARMS = {
     "env": None,
     "optimised": {},
     "optimised-bf16": {},
     "baseline": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
-                 "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": ""},
+                 "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": ""},
     "baseline-avx2": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
-                      "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": "5"},
+                      "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1",
+                      "MKL_DEBUG_CPU_TYPE": "5"},
 }
 #: extra ``-o`` overrides of an arm
 ARM_OVERRIDES = {"optimised-bf16": ["Architecture.Models.Teacher.precision=bf16"]}

@@ -10,6 +10,7 @@ import paddle
 from ppdistill.engine.amp import AmpContext
 from ppdistill.engine.evaluator import evaluate, format_metrics, to_numpy
 from ppdistill.engine.grad_audit import FirstStepAudit
+from ppdistill.engine.host_memory import release_free_host_memory
 from ppdistill.engine.scalar_log import ScalarLog
 from ppdistill.utils.stats import TrainingStats
 
@@ -162,6 +163,8 @@ class Trainer:
             self.metric(self.post_process(preds, batch_numpy[1]), batch_numpy)
             logged.update({k: v for k, v in self.metric.get_metric().items()
                            if isinstance(v, (int, float))})
+        del preds, losses, total
+        release_free_host_memory()  # the step's freed activations leave the C heap's holes
         return logged
 
     # ------------------------------------------------------------------------ hooks

@@ -8,6 +8,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ppdistill.losses.distillation_dkd_rows import dkd_rows
 from ppdistill.ops import dml_softmax_sum
 from ppdistill.registry import LOSSES, ConfigError, suggest
 
@@ -226,18 +227,10 @@ class DKDLoss(nn.Layer):
 
     def forward(self, logits_student, logits_teacher, target, mask=None):
         num_classes = logits_student.shape[-1]
-        tau = self.temperature
-        zs = logits_student.reshape([-1, num_classes]) / tau
-        zt = logits_teacher.reshape([-1, num_classes]) / tau
-        gt = F.one_hot(target.reshape([-1]).astype("int64"), num_classes).astype(zs.dtype)
-        ps, pt = F.softmax(zs, axis=1), F.softmax(zt, axis=1)
-        bin_s = paddle.stack([(ps * gt).sum(axis=1), (ps * (1 - gt)).sum(axis=1)], axis=1)
-        bin_t = paddle.stack([(pt * gt).sum(axis=1), (pt * (1 - gt)).sum(axis=1)], axis=1)
-        tckd = (bin_t * (paddle.log(bin_t + 1e-10) - paddle.log(bin_s))).sum(axis=1)
-        pt2 = F.softmax(zt - 1000.0 * gt, axis=1)
-        log_ps2 = F.log_softmax(zs - 1000.0 * gt, axis=1)
-        nckd = (pt2 * (paddle.log(pt2 + 1e-10) - log_ps2)).sum(axis=1)
-        rows = (self.alpha * tckd + self.beta * nckd) * tau ** 2
+        # one autograd node keeping only the inputs when the teacher needs no gradient
+        rows = dkd_rows(logits_student.reshape([-1, num_classes]),
+                        logits_teacher.reshape([-1, num_classes]), target,
+                        self.alpha, self.beta, self.temperature)
         if mask is None:
             return rows.mean()
         mask = mask.reshape([-1]).astype(rows.dtype)

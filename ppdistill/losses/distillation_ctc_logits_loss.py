@@ -12,6 +12,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from ppdistill.losses.distillation_select import PairSelector, sum_terms
+from ppdistill.losses.rec_time_mean_softmax import time_mean_softmax
 from ppdistill.registry import LOSSES, ConfigError, suggest
 
 #: fixed softmax temperature of PaddleOCR's KLCTCLogits.
@@ -172,7 +173,9 @@ class KLCTCLogits(nn.Layer):
         self.ctc_dkd_loss = CTCDKDLoss()
 
     def _time_mean(self, logits):
-        return F.softmax(logits / self.t, axis=-1).mean(axis=1)
+        """``mean_t softmax(flip(z)/τ)``; keeps only ``z`` for backward (a [B, T, C] softmax
+        otherwise), see :mod:`ppdistill.losses.rec_time_mean_softmax`."""
+        return time_mean_softmax(logits, self.t, flip_blank=True)
 
     def sample_losses(self, stu_out, tea_out, targets=None):
         """Per-sample ``l_b`` of the configured mode, ``[B]``."""
@@ -188,11 +191,11 @@ class KLCTCLogits(nn.Layer):
             p_s = F.softmax(stu_out, axis=-1) + 1e-10
             p_t = F.softmax(tea_out, axis=-1) + 1e-10
             return (_kd_rows(paddle.log(p_s), p_t) + _kd_rows(paddle.log(p_t), p_s)) / 2.0
-        stu_out, tea_out = flip_blank(stu_out), flip_blank(tea_out)
         if self.mode == "ctcdkd":
             if targets is None:
                 raise ValueError("KLCTCLogits: mode 'ctcdkd' needs the CTC label as targets")
-            return self.ctc_dkd_loss.sample_losses(stu_out, tea_out, targets)
+            return self.ctc_dkd_loss.sample_losses(flip_blank(stu_out), flip_blank(tea_out),
+                                                   targets)
         p_s, p_t = self._time_mean(stu_out), self._time_mean(tea_out)
         if self.mode == "mean":
             return kl_eps_rows(p_s, p_t)
