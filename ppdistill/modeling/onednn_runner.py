@@ -15,6 +15,12 @@ paddle 3.3; a paddle without oneDNN) logs one warning and keeps the dygraph floa
 paddle 3.3's oneDNN executor cannot run ``interpolate`` with a ``scale_factor`` attribute
 (``ConvertPirAttribute2RuntimeAttribute``), so during the export a nearest-neighbour upsampling
 by an integer factor is written as two ``repeat_interleave`` ops (the same values).
+
+A teacher given as an exported model (``inference_model:`` + ``precision: bf16``) is run by
+:class:`Bf16ExportRunner`, opened by :func:`open_bf16_export`: the export as it is, with every
+op oneDNN has in bfloat16, else with smaller op sets (:data:`BF16_OP_SETS`), each checked on a
+probe batch against float32. paddle 3.3 cannot run a ``.json`` (PIR) program with a
+scale-factor ``interpolate`` under oneDNN at all (no op set avoids it): that is reported.
 """
 import atexit
 import contextlib
@@ -28,7 +34,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-__all__ = ["OneDNNBf16Runner", "cpu_has_bf16", "onednn_available"]
+__all__ = ["OneDNNBf16Runner", "Bf16ExportRunner", "open_bf16_export", "cpu_has_bf16",
+           "onednn_available", "onednn_bf16_config"]
 
 logger = logging.getLogger("ppdistill")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -113,6 +120,23 @@ def _exportable_interpolate():
         F.interpolate = original
 
 
+def onednn_bf16_config(model_file, params_file, threads, bf16_ops=None):
+    """A ``paddle.inference.Config`` for the CPU with oneDNN, its bfloat16 placement (all ops
+    oneDNN has in bfloat16, or only ``bf16_ops``) and paddle's IR optimisations."""
+    from paddle import inference
+    config = inference.Config(model_file, params_file)
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(int(threads))
+    config.enable_mkldnn()
+    config.enable_mkldnn_bfloat16()
+    if bf16_ops:
+        config.set_bfloat16_op(set(bf16_ops))
+    config.switch_ir_optim(True)
+    if hasattr(config, "disable_glog_info"):
+        config.disable_glog_info()
+    return config
+
+
 class OneDNNBf16Runner:
     """Runs ``model``'s training-mode forward as a oneDNN bfloat16 inference program.
 
@@ -168,14 +192,7 @@ class OneDNNBf16Runner:
         from ppdistill.infer.predictor import find_model_files
         from ppdistill.utils.cpu import kernel_threads
         model_file, params_file = find_model_files(self._dir)
-        config = inference.Config(model_file, params_file)
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(int(self.threads or kernel_threads()))
-        config.enable_mkldnn()
-        config.enable_mkldnn_bfloat16()
-        config.switch_ir_optim(True)
-        if hasattr(config, "disable_glog_info"):
-            config.disable_glog_info()
+        config = onednn_bf16_config(model_file, params_file, self.threads or kernel_threads())
         self._predictor = inference.create_predictor(config)
         self._n_outputs = len(flat)
         outputs = self._run(x, self._data_inputs)
@@ -221,3 +238,108 @@ class OneDNNBf16Runner:
             return None
         tensors = iter([paddle.to_tensor(a.astype("float32", copy=False)) for a in arrays])
         return _rebuild(self._spec, tensors)
+
+
+# --------------------------------------------------------------- a teacher given as an export
+#: bfloat16 op sets tried in turn on an exported Paddle model: every op oneDNN has in bfloat16
+#: (None); then the ops measured to run together on the released PP-OCRv4 mobile det .pdmodel
+#: (with paddle 3.3 the full placement hands one of its elementwise_mul ops a bfloat16 input it
+#: cannot take, and bfloat16 elementwise_add/pool2d/elementwise_mul end in a dequantize op
+#: without a kernel); then the convolutions alone
+BF16_OP_SETS = (None,
+                ("conv2d", "depthwise_conv2d", "fused_conv2d", "conv2d_transpose", "batch_norm",
+                 "relu", "hard_swish", "hard_sigmoid", "sigmoid", "nearest_interp_v2", "concat"),
+                ("conv2d", "fused_conv2d"))
+#: what paddle 3.3's oneDNN executor raises on a PIR attribute it cannot convert
+PIR_ATTRIBUTE_ERROR = "ConvertPirAttribute2RuntimeAttribute"
+#: a probe output further than this from float32 means a broken program, not bfloat16 rounding
+BF16_SANITY_LIMIT = 0.5
+
+
+class Bf16ExportRunner:
+    """An exported Paddle model (``inference.pdmodel`` or ``inference.json``, with
+    ``inference.pdiparams``) run by ``paddle.inference`` with oneDNN's bfloat16 kernels and IR
+    optimisations on the CPU: ``runner(images) -> list of float32 arrays``, the interface of
+    :class:`ppdistill.infer.predictor.InferenceModel`. ``bf16_ops``: the op types placed in
+    bfloat16 (None: every op oneDNN has in bfloat16).
+
+    Opened by :func:`open_bf16_export` for a teacher given as an exported model with
+    ``precision: bf16`` (YAML, on ``Architecture.Models.Teacher``)::
+
+        Teacher:
+          inference_model: ./pretrain_models/ch_PP-OCRv4_rec_infer
+          model_type: rec
+          precision: bf16
+    """
+
+    def __init__(self, model_dir, threads=1, bf16_ops=None):
+        from paddle import inference
+        from ppdistill.infer.predictor import find_model_files
+        model_file, params_file = find_model_files(model_dir)
+        self.model_file = model_file
+        self.bf16_ops = tuple(bf16_ops) if bf16_ops else None
+        self.device = "cpu"
+        config = onednn_bf16_config(model_file, params_file, threads, bf16_ops)
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.outputs = [self.predictor.get_output_handle(name)
+                        for name in self.predictor.get_output_names()]
+
+    def __call__(self, images):
+        images = np.ascontiguousarray(images, dtype="float32")
+        self.input.reshape(list(images.shape))
+        self.input.copy_from_cpu(images)
+        self.predictor.run()
+        return [out.copy_to_cpu().astype("float32", copy=False) for out in self.outputs]
+
+
+def error_summary(exc):
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # paddle's errors: the cause on the first line, "[operator < X > error]" on the last
+    what = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+    return f"{type(exc).__name__}: {what[:200]}"
+
+
+def _check_outputs(outputs, reference):
+    """None when ``outputs`` match ``reference`` in number and shapes and are finite and close
+    (within BF16_SANITY_LIMIT), else what is wrong."""
+    if len(outputs) != len(reference):
+        return f"{len(outputs)} outputs instead of {len(reference)}"
+    for out, ref in zip(outputs, reference):
+        if list(out.shape) != list(ref.shape):
+            return f"output shape {list(out.shape)} instead of {list(ref.shape)}"
+        if not np.isfinite(out).all():
+            return "non-finite outputs"
+        if out.size and np.abs(out - ref).max() > BF16_SANITY_LIMIT:
+            return f"outputs {np.abs(out - ref).max():.3g} away from float32"
+    return None
+
+
+def open_bf16_export(model_dir, threads, probe, reference):
+    """``(runner, note)``: a :class:`Bf16ExportRunner` of ``model_dir`` whose outputs on the
+    float32 batch ``probe`` match ``reference`` (the float32 outputs) in shape, are finite and
+    within BF16_SANITY_LIMIT, trying the op sets of BF16_OP_SETS in turn, and a note with the
+    op set and the |diff| per output on the probe; ``(None, reason)`` when none runs."""
+    problems = []
+    for ops in BF16_OP_SETS:
+        try:
+            runner = Bf16ExportRunner(model_dir, threads, ops)
+            outputs = runner(probe)
+        except Exception as exc:  # noqa: BLE001 - paddle raises many types; reported, fp32 used
+            if PIR_ATTRIBUTE_ERROR in str(exc):  # no op set avoids it: stop here
+                return None, (f"paddle {paddle.__version__}'s oneDNN executor cannot run this "
+                              f"PIR (.json) program ({PIR_ATTRIBUTE_ERROR}, e.g. an interpolate "
+                              f"with a scale_factor; as a native frozen sub-model with precision: "
+                              f"bf16 the same network can run in bfloat16)")
+            problems.append(error_summary(exc))
+            continue
+        problem = _check_outputs(outputs, reference)
+        if problem is None:
+            diffs = [np.abs(a - b) if a.size else np.zeros(1) for a, b in zip(outputs, reference)]
+            which = "every op oneDNN has in bfloat16" if ops is None else \
+                f"bfloat16 on {', '.join(ops)}"
+            return runner, (f"{which}; probe batch vs float32, |diff| per output: " + ", ".join(
+                f"max {d.max():.3g} mean {d.mean():.3g}" for d in diffs))
+        problems.append(problem)
+    return None, ("oneDNN bfloat16 cannot run this export: "
+                  + "; ".join(dict.fromkeys(problems))[:400])

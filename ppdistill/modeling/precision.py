@@ -19,6 +19,12 @@ Where it applies (:func:`resolve_precision`, decided once when training is set u
   (:class:`~ppdistill.modeling.onednn_runner.OneDNNBf16Runner`). Elsewhere (no such CPU, fp16
   on the CPU) the request falls back to float32 with one warning that names the reason.
 
+A teacher given as an exported model (``inference_model:``) takes the same key but is not
+resolved here: :class:`~ppdistill.modeling.architectures.exported_model.ExportedModel` opens a
+oneDNN bfloat16 ``paddle.inference`` predictor of the export itself when it is built (same CPU
+check, :func:`_cpu_bf16_reason`), and warns and keeps float32 where that cannot run (an
+``.onnx`` teacher: onnxruntime's CPU execution provider has no general bfloat16).
+
 The default stays ``fp32``: bfloat16 changes the teacher's outputs (8 bits of mantissa), so
 the students' losses are no longer those of the float32 run (``benchmark/RESULTS.md`` has the
 measured speed-up and differences).

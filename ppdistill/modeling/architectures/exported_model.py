@@ -5,6 +5,7 @@ exported model on each batch, with no training code for its architecture. Its ou
 layout the losses expect from a native sub-model (see :class:`ExportedModel`).
 """
 import copy
+import logging
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ppdistill.modeling.precision import parse_precision
 from ppdistill.registry import ConfigError, suggest
 
 __all__ = ["ExportedModel", "InputAdapter", "OnnxModel", "build_exported_model"]
@@ -24,10 +26,11 @@ PROBE_SHAPE = {"rec": [3, 48, 320], "det": [3, 640, 640]}
 DEFAULT_OUTPUT_KEYS = {"rec": [], "det": ["maps"]}
 _PROBE_BATCH = 2  # also checks that the batch dimension is free
 _LOG_FLOOR = 1e-30  # probabilities are floored here before the log (float32-safe)
+logger = logging.getLogger("ppdistill")
 
 _SUB_KEYS = ("model_type", "inference_model", "character_dict_path", "use_space_char", "input",
              "output_keys", "use_gpu", "cpu_threads", "missing_characters", "freeze_params",
-             "algorithm")
+             "algorithm", "precision")
 _INPUT_KEYS = ("shape", "resize", "mean", "std", "data_mean", "data_std")
 
 
@@ -154,6 +157,16 @@ class ExportedModel(nn.Layer):
     At construction a probe batch of ``input.shape`` runs through the model, so a shape, a
     dictionary size or an output it cannot give fails at start-up, not mid-epoch.
 
+    ``precision: bf16`` (training-mode forward only; eval mode and the probe stay float32): a
+    Paddle export on a CPU with AVX512_BF16/AMX-BF16 also opens a ``paddle.inference`` predictor
+    with oneDNN's bfloat16 kernels (:func:`ppdistill.modeling.onednn_runner.open_bf16_export`:
+    every bfloat16 op first, then smaller op sets when the program cannot run them), checked
+    against float32 on a seeded probe batch, and logs the difference. Where that is not possible
+    (no such CPU, a paddle without oneDNN, a program the oneDNN executor cannot run, an ``.onnx``
+    teacher: onnxruntime's CPU execution provider has no general bfloat16, a GPU, ``fp16`` on
+    the CPU) one warning says why and the teacher runs in float32; a bfloat16 failure later in
+    training also falls back to float32 with one warning.
+
     Args:
         inference_model: an ``.onnx`` file, or a Paddle export directory (``inference.json`` or
             ``inference.pdmodel`` + ``inference.pdiparams``) or one of its model files.
@@ -163,6 +176,7 @@ class ExportedModel(nn.Layer):
         output_keys: list of keys nesting the output (default rec ``[]``, det ``[maps]``).
         use_gpu: run on the GPU when available; cpu_threads: CPU threads of the runtime.
         missing_characters: ``blank`` or ``renormalize`` (cross-dictionary, see ClassMapping).
+        precision: ``fp32`` (default) or ``bf16`` (see above); ``fp16`` falls back to float32.
 
     YAML::
 
@@ -178,18 +192,22 @@ class ExportedModel(nn.Layer):
               use_space_char: true
               output_keys: [head_out, ctc]
               input: {shape: [3, 48, 320]}
+              precision: fp32            # bf16: oneDNN bfloat16 on AVX512_BF16/AMX CPUs
             Student: {...}
     """
 
     def __init__(self, inference_model, model_type, character_dict_path=None,
                  use_space_char=False, input=None, output_keys=None, use_gpu=False,
-                 cpu_threads=None, missing_characters="blank", path="ExportedModel"):
+                 cpu_threads=None, missing_characters="blank", precision="fp32",
+                 path="ExportedModel"):
         super().__init__()
         if model_type not in PROBE_SHAPE:
             raise ConfigError(f"{path}.model_type: an exported teacher is 'rec' or 'det', got "
                               f"{model_type!r}")
         self.model_type = model_type
         self.path = path
+        self.precision = parse_precision(precision, f"{path}.precision", frozen=True)
+        self.low_runner = None  # the bfloat16 runner of the training-mode forward, if any
         self.inference_model = str(inference_model)
         self.output_keys = list(DEFAULT_OUTPUT_KEYS[model_type] if output_keys is None
                                 else output_keys)
@@ -211,6 +229,8 @@ class ExportedModel(nn.Layer):
         self.output_is_prob = True
         self.num_classes = None
         self._probe()
+        if self.precision != "fp32":
+            self._open_low_precision(threads)
 
     # ------------------------------------------------------------------ DistillationModel API
     freeze_bn_stats = True
@@ -250,9 +270,56 @@ class ExportedModel(nn.Layer):
         return self.mapping
 
     def run(self, x):
-        """The teacher's raw output for the batch ``x`` (numpy, first output of the model)."""
-        adapted = self.adapter(x)
-        return np.asarray(self.runner(adapted.numpy().astype("float32"))[0])
+        """The teacher's raw output for the batch ``x`` (numpy, first output of the model); in
+        training mode through the bfloat16 runner when ``precision: bf16`` opened one."""
+        adapted = self.adapter(x).numpy().astype("float32")
+        if self.training and self.low_runner is not None:
+            try:
+                return np.asarray(self.low_runner(adapted)[0])
+            except Exception as exc:  # noqa: BLE001 - reported once, float32 from now on
+                from ppdistill.modeling.onednn_runner import error_summary
+                logger.warning(f"{self.path}.precision: the bfloat16 program failed on a batch "
+                               f"of shape {list(adapted.shape)} ({error_summary(exc)}); "
+                               f"float32 is used from now on")
+                self.low_runner = None
+        return np.asarray(self.runner(adapted)[0])
+
+    def _low_precision_obstacle(self):
+        """None when ``precision`` can be tried on this runner, else why not."""
+        if isinstance(self.runner, OnnxModel):
+            if self.runner.device == "cpu":
+                return (f"an .onnx teacher runs under onnxruntime, whose CPU execution provider "
+                        f"has no general {self.precision} path")
+            return (f"an .onnx teacher runs in the precision it was exported in (onnxruntime "
+                    f"does not convert it)")
+        if getattr(self.runner, "device", "cpu") != "cpu":
+            return (f"low precision of a teacher given as a Paddle export is implemented for "
+                    f"its CPU (oneDNN) path only, not on {self.runner.device}")
+        if self.precision != "bf16":
+            return f"paddle.inference has no {self.precision} path on the CPU"
+        from ppdistill.modeling import precision as precision_module
+        return precision_module._cpu_bf16_reason()
+
+    def _open_low_precision(self, threads):
+        """Open the bfloat16 runner (see the class docstring), or warn and keep float32."""
+        reason = self._low_precision_obstacle()
+        note = None
+        if reason is None:
+            from ppdistill.modeling.onednn_runner import open_bf16_export
+            rng = np.random.RandomState(0)
+            probe = rng.uniform(-1, 1, [_PROBE_BATCH] + self.adapter.shape).astype("float32")
+            adapted = self.adapter(paddle.to_tensor(probe)).numpy().astype("float32")
+            reference = [np.asarray(a) for a in self.runner(adapted)]
+            model_dir = (os.path.dirname(self.inference_model)
+                         if os.path.isfile(self.inference_model) else self.inference_model)
+            self.low_runner, note = open_bf16_export(model_dir, threads, adapted, reference)
+            reason = None if self.low_runner is not None else note
+        if reason is not None:
+            logger.warning(f"{self.path}.precision: {self.precision} requested; {reason}: "
+                           f"float32 is used")
+        else:
+            logger.info(f"{self.path}.precision: bf16 training forward through paddle.inference"
+                        f" + oneDNN ({note})")
 
     def probabilities(self, x):
         """rec: ``[N, T, C]`` probabilities (mapped to the student's classes); det:
