@@ -57,3 +57,29 @@ def test_only_qualifying_convs_are_switched_and_outputs_agree():
 def test_environment_switch_turns_it_off(monkeypatch):
     monkeypatch.setenv("PPDISTILL_FAST_CONV", "0")
     assert enable_fast_frozen_convs(nn.Conv2D(3, 4, 9, padding=4)) == 0
+
+
+@pytest.mark.parametrize("max_buffer_bytes", [1, 12000, 30000, 40000, 10**9])
+def test_groups_of_images_and_bands_of_rows_match_paddle_conv(max_buffer_bytes):
+    """Limits giving bands of 5 or 7 rows (uneven last band), 1, 2 (uneven last group) or 3
+    images per GEMM (15.6 KB of taps per image)."""
+    paddle.seed(4)
+    x = paddle.randn([3, 4, 11, 9])
+    weight = paddle.randn([5, 4, 5, 5])
+    bias = paddle.randn([5])
+    expected = F.conv2d(x, weight, bias, padding=2).numpy()
+    got = shifted_gemm_conv2d(x, weight, bias, max_buffer_bytes=max_buffer_bytes).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_chunking_keeps_the_tap_buffer_under_the_limit():
+    from ppdistill.modeling.fast_conv import MAX_BUFFER_BYTES, _chunking
+    # LKPAN's 9x9 over 256 channels, batch 4 at 80x80 (Wp = 88): 811 KB of taps per padded
+    # row, so bands of 33 output rows (41 padded rows, 31.7 MiB) instead of one 285 MB buffer
+    assert _chunking(4, 80, 88, 256, 9, MAX_BUFFER_BYTES) == (1, 33)
+    assert 41 * 88 * 9 * 256 * 4 <= MAX_BUFFER_BYTES < 42 * 88 * 9 * 256 * 4
+    # small inputs: whole images, as many as fit (8x8, k 5, Wp 12: 11.5 KB of taps per image)
+    assert _chunking(4, 8, 12, 4, 5, 25000) == (2, 8)
+    assert _chunking(4, 8, 12, 4, 5, 10**9) == (4, 8)
+    # never fewer than k rows per band, however small the limit
+    assert _chunking(1, 50, 54, 8, 5, 1) == (1, 5)

@@ -8,6 +8,7 @@ from paddle import nn
 from ppdistill.modeling.architectures.base_model import BaseModel
 from ppdistill.modeling.fast_conv import enable_fast_frozen_convs
 from ppdistill.modeling.precision import low_precision_forward, parse_precision
+from ppdistill.modeling.recompute import det_segments, enable_recompute
 from ppdistill.registry import ConfigError, suggest
 
 _TOP_KEYS = ("name", "model_type", "algorithm", "Models")
@@ -58,6 +59,9 @@ class DistillationModel(nn.Layer):
       the same output layout (e.g. all three DB maps in training) as the trainable models.
       On CPU its large-kernel (>= 5x5) stride-1 convolutions run through a faster shifted-GEMM
       forward (``ppdistill.modeling.fast_conv``; ``PPDISTILL_FAST_CONV=0`` turns it off).
+    - Trained ``model_type: det`` sub-models keep only the inputs of their backbone stages, neck
+      and head for backward in CPU training and recompute the rest there (same results, less
+      memory: ``ppdistill.modeling.recompute``; ``PPDISTILL_RECOMPUTE=0`` turns it off).
     - ``inference_model``: the sub-model is an exported model (Paddle inference files or an
       ``.onnx`` file), frozen by construction: see
       :class:`~ppdistill.modeling.architectures.exported_model.ExportedModel`.
@@ -141,6 +145,8 @@ class DistillationModel(nn.Layer):
                 model.pin_layers(model.batch_norm_names() + model.dropout_names())
                 self.frozen_names.add(name)
                 self.precisions[name] = precision
+            elif model.model_type == "det":  # CPU training keeps segment inputs only
+                enable_recompute(det_segments(model))
             self.add_sublayer(name, model)
             self.model_name_list.append(name)
 
