@@ -5,8 +5,8 @@
 Layers are those of MobileNetV1Enhance (scale 0.5) at batch 32 on 3x48x320 crops (the PP-OCRv3
 recognition backbone), the CTC head's DML loss (32 x 40 x 6625) and PP-LCNetV3's
 LearnableRepLayers (scale 0.95, 4 branches, batch 32 on 3x48x320: the PP-OCRv4/v5 rec student;
-pointwise rows also with the stacked branch outputs kept instead of recomputed). For each case
-it prints the mean time of 3 forward+backward passes and the memory the forward leaves
+pointwise rows twice, alternating, also with the stacked-GEMM variants of the fused node). For
+each case it prints the mean time of 3 forward+backward passes and the memory the forward leaves
 allocated for backward (paddle's host-memory counter), for paddle's ops and for ppdistill's path.
 
     python benchmark/ops_bench.py            # every row
@@ -118,9 +118,20 @@ def main():
     report("DMLLoss(softmax, use_log) on 32x40x6625", ours, theirs)
 
 
-def rep_rows(batch=32, branches=4):
-    """LearnableRepLayer rows: paddle's ops against the fused node (and, for pointwise layers,
-    the fused node that keeps its stacked branch outputs instead of recomputing the GEMM)."""
+def _pointwise_variant(fn, inputs, mode, recompute=True):
+    """``measure`` with rep_layer's pointwise path set to ``mode`` (and RECOMPUTE_POINTWISE)."""
+    saved = rep_layer.POINTWISE_MODE, rep_layer.RECOMPUTE_POINTWISE
+    rep_layer.POINTWISE_MODE, rep_layer.RECOMPUTE_POINTWISE = mode, recompute
+    try:
+        return measure(fn, inputs)
+    finally:
+        rep_layer.POINTWISE_MODE, rep_layer.RECOMPUTE_POINTWISE = saved
+
+
+def rep_rows(batch=32, branches=4, rounds=2):
+    """LearnableRepLayer rows: paddle's ops against the fused node. Pointwise layers are
+    measured ``rounds`` times, alternating paddle's ops, the covariance-folded node (``gram``,
+    the default) and the stacked-GEMM node recomputing or keeping its branch outputs."""
     for (cin, cout, height, width, k, stride), where in REP_LAYERS:
         layer = LearnableRepLayer(cin, cout, k, stride=stride, groups=cin if k > 1 else 1,
                                   num_conv_branches=branches)
@@ -128,20 +139,18 @@ def rep_rows(batch=32, branches=4):
         x = paddle.randn([batch, cin, height, width])
         x.stop_gradient = False
         params = [x] + [p for p in layer.parameters() if not p.stop_gradient]
-        ours, theirs = both_paths(lambda: layer(x), params)
         kind = "depthwise" if k > 1 else "pointwise"
         label = (f"rep {where} {kind} {k}x{k} s{stride} {cin}->{cout} on {batch}x{height}x"
                  f"{width}, {branches}+{int(k > 1)}+{int(layer.identity is not None)} branches")
-        report(label, ours, theirs)
-        if k == 1:
-            rep_layer.RECOMPUTE_POINTWISE = False
-            try:
-                kept = measure(lambda: layer(x), params)
-            finally:
-                rep_layer.RECOMPUTE_POINTWISE = True
-            print(f"    same, fused keeping the branch outputs: {kept[0]:7.1f} ms, kept "
-                  f"{kept[1]:6.0f} MiB")
-
+        if k > 1:
+            report(label, *both_paths(lambda: layer(x), params))
+            continue
+        for round_ in range(rounds):
+            ours, theirs = both_paths(lambda: layer(x), params)
+            report(f"{label} [round {round_ + 1}, gram]", ours, theirs)
+            for name, recompute in (("stacked, recompute", True), ("stacked, keep Z", False)):
+                ms, kept = _pointwise_variant(lambda: layer(x), params, "stacked", recompute)
+                print(f"    {name}: {ms:7.1f} ms, kept {kept:6.0f} MiB")
 
 if __name__ == "__main__":
     main()

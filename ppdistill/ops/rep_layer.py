@@ -18,13 +18,22 @@ paddle's autograd keeps every branch's conv output, BN output, each partial sum,
   ``act.lab``. The backward recomputes the convs into the scratch, turns them into their
   gradients in place and runs the depthwise backward: no tensor of the stacked branch outputs
   is allocated (large fresh allocations cost page faults on every step);
-- pointwise layers: the branch convs are one GEMM (paddle's) into a stacked tensor Z, then the
-  same BN / sum / activation kernel (``ppdistill_rep_bn_act``); Z is freed at once and
-  recomputed in backward (:data:`RECOMPUTE_POINTWISE`), then two GEMMs give the conv grads.
+- pointwise layers (default, :data:`POINTWISE_MODE` ``"gram"``): BN with batch statistics makes
+  every branch affine in ``x``, with its mean / variance given by the channel means and the
+  C x C covariance of ``x``; the branch sum folds into one 1x1 conv and the backward needs three
+  more GEMMs (:class:`_RepPointwiseSumFunction`): five GEMMs of the layer's size per step where
+  paddle runs three per branch. The C x C algebra runs in float64 (float32 loses the cancelling
+  terms of the variance and of BN's backward). ``lab`` and the activation run as paddle's ops
+  after the node. About 2x paddle's speed on PP-LCNetV3's 240/480-channel pointwise layers;
+- pointwise layers, ``"stacked"``: the branch convs are one GEMM (paddle's) into a stacked tensor
+  Z, then the same BN / sum / activation kernel (``ppdistill_rep_bn_act``); Z is freed at once
+  and recomputed in backward (:data:`RECOMPUTE_POINTWISE`), then two GEMMs give the conv grads.
+  Slower than paddle's ops on large layers; kept for comparison (benchmark/ops_bench.py).
 
-Only ``x`` (plus the per-branch batch mean / inverse std, a few KB) is kept between forward and
-backward. Results equal paddle's up to float32 rounding (``tests/ops/test_rep_layer_fused.py``);
-timings and memory: ``benchmark/ops_bench.py``.
+Only ``x`` (plus the per-branch batch mean / inverse std or C x C matrices) is kept between
+forward and backward by the nodes (the ``"gram"`` path's ``lab`` / activation tail keeps its
+paddle-op tensors). Results equal paddle's up to float32 rounding
+(``tests/ops/test_rep_layer_fused.py``); timings and memory: ``benchmark/ops_bench.py``.
 
 It applies in dynamic-graph training on CPU, float32, with every BN in batch-statistics mode,
 all BNs with one momentum / epsilon, depthwise (odd k x k, symmetric padding k // 2) or pointwise
@@ -47,6 +56,11 @@ from ppdistill.utils.cpu import kernel_threads
 #: pointwise layers recompute their GEMM in backward (True) or keep the stacked branch outputs
 #: Z (False, B times the output's size); benchmark/ops_bench.py measures both
 RECOMPUTE_POINTWISE = True
+
+#: pointwise layers run as :class:`_RepPointwiseSumFunction` (``"gram"``: BN statistics from the
+#: input's covariance, 5 GEMMs per step) or through the stacked-branch GEMM + fused BN kernel
+#: (``"stacked"``, then :data:`RECOMPUTE_POINTWISE` applies); benchmark/ops_bench.py measures both
+POINTWISE_MODE = "gram"
 
 
 class _Plan:
@@ -172,6 +186,113 @@ class _RepLayerFunction(PyLayer):
         return tuple(g if need else None for g, need in zip(grads, ctx.needs_grad))
 
 
+class _RepPointwiseSumFunction(PyLayer):
+    """``s = sum_b BN_b(W_b x) + BN_id(x)`` of a pointwise layer from C x C statistics.
+
+    With batch statistics every branch is affine in ``x`` once its mean / variance are known,
+    and those follow from the channel means and covariance of ``x``: ``mu_b = W_b xbar``,
+    ``var_b = diag(W_b Cov W_b^T)``. So the forward is one Gram GEMM (Cov) plus one GEMM with the
+    folded weight ``W_eff = sum_b diag(a_b) W_b (+ diag(a_id))``, ``a = gamma / sqrt(var + eps)``.
+    The backward needs ``G = g x^T`` (one GEMM), from which every BN reduction and every
+    ``grad W_b = diag(a_b) Gc - M diag(d_b) W_b Cov`` follow at C x C cost, and
+    ``grad x = W_eff^T (g - mean g) - Q (x - xbar)`` (two GEMMs), ``Q = sum_b W_b^T diag(d_b)
+    W_b (+ diag(d_id))``. Five GEMMs of the layer's size per step instead of 3 B; only ``x`` and
+    C x C matrices are kept.
+    """
+
+    @staticmethod
+    def forward(ctx, x, *args):
+        plan, tensors = args[-1], args[:-1]
+        ctx.plan = plan
+        ctx.needs_grad = [not t.stop_gradient for t in (x,) + tuple(tensors)]
+        x = _contiguous(x)
+        weights, gammas, betas, _ = plan.split(tensors)
+        batch, channels, height, width = x.shape
+        out_channels = weights[0].shape[0]
+        count = batch * height * width
+        w = paddle.concat([t.reshape([out_channels, channels]) for t in weights])  # [B*Co, C]
+        gamma, beta = paddle.concat(gammas), paddle.concat(betas)
+        rows = x.reshape([batch, channels, height * width])
+        xbar = rows.mean(axis=[0, 2])
+        centred = rows - xbar.reshape([1, channels, 1])
+        cov = (paddle.matmul(centred, centred, transpose_y=True).sum(axis=0) / count) \
+            .astype("float64")
+        del centred
+        w, xbar64 = w.astype("float64"), xbar.astype("float64")
+        gamma, beta = gamma.astype("float64"), beta.astype("float64")
+        n_conv = plan.stacked
+        mean = paddle.matmul(w, xbar64.reshape([channels, 1])).reshape([-1])
+        variance = (paddle.matmul(w, cov) * w).sum(axis=1).clip(min=0.0)
+        if plan.identity:
+            mean = paddle.concat([mean, xbar64])
+            variance = paddle.concat([variance, paddle.diagonal(cov).clip(min=0.0)])
+        inv_std = paddle.rsqrt(variance + plan.epsilon)
+        scale = gamma * inv_std
+        shift = beta - scale * mean
+        conv_scale = scale[:n_conv * out_channels]
+        w_eff = (conv_scale.reshape([-1, 1]) * w).reshape([n_conv, out_channels, channels]) \
+            .sum(axis=0)
+        bias = shift.reshape([-1, out_channels]).sum(axis=0)
+        if plan.identity:
+            w_eff = w_eff + paddle.diag(scale[n_conv * out_channels:])
+        s = F.conv2d(x, w_eff.astype("float32").reshape([out_channels, channels, 1, 1]),
+                     bias=bias.astype("float32"))
+        mean, variance = mean.astype("float32"), variance.astype("float32")
+        momentum = plan.momentum
+        for bn, mu, var in zip(plan.bns, paddle.split(mean, len(plan.bns)),
+                               paddle.split(variance, len(plan.bns))):
+            paddle.assign(bn._mean * momentum + mu * (1.0 - momentum), bn._mean)
+            paddle.assign(bn._variance * momentum + var * (1.0 - momentum), bn._variance)
+        ctx.save_for_backward(x, w, xbar, cov, inv_std, scale, w_eff)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        plan = ctx.plan
+        x, w, xbar, cov, inv_std, scale, w_eff = ctx.saved_tensor()
+        batch, channels, height, width = x.shape
+        out_channels, n_conv = w_eff.shape[0], plan.stacked
+        count = batch * height * width
+        grad_s = _contiguous(grad_s)
+        grad_rows = grad_s.reshape([batch, out_channels, height * width])
+        grad_sum = grad_rows.sum(axis=[0, 2])  # [Co]: every BN's beta grad
+        centred = x.reshape([batch, channels, height * width]) - xbar.reshape([1, channels, 1])
+        centred_gram = paddle.matmul(grad_rows, centred, transpose_y=True).sum(axis=0) \
+            .astype("float64")
+        grad_sum, xbar = grad_sum.astype("float64"), xbar.astype("float64")
+        del centred  # centred_gram = sum_m g (x - xbar)^T
+        w3 = w.reshape([n_conv, out_channels, channels])
+        grad_gamma = inv_std[:n_conv * out_channels] * (w3 * centred_gram).sum(axis=2) \
+            .reshape([-1])
+        if plan.identity:
+            grad_gamma = paddle.concat(
+                [grad_gamma, inv_std[n_conv * out_channels:] * paddle.diagonal(centred_gram)])
+        d = scale * inv_std * grad_gamma / count
+        conv_scale, conv_d = scale[:n_conv * out_channels], d[:n_conv * out_channels]
+        grad_w = (conv_scale.reshape([n_conv, out_channels, 1]) * centred_gram
+                  - count * conv_d.reshape([n_conv, out_channels, 1])
+                  * paddle.matmul(w, cov).reshape([n_conv, out_channels, channels]))
+        grad_x = None
+        if ctx.needs_grad[0]:
+            q = paddle.matmul(w * conv_d.reshape([-1, 1]), w, transpose_x=True)
+            if plan.identity:
+                q = q + paddle.diag(d[n_conv * out_channels:])
+            bias = (paddle.matmul(q, xbar.reshape([channels, 1]))
+                    - paddle.matmul(w_eff, grad_sum.reshape([out_channels, 1]), transpose_x=True)
+                    / count).reshape([channels])
+            grad_x = F.conv2d(grad_s, w_eff.t().astype("float32").reshape(
+                [channels, out_channels, 1, 1]), bias=bias.astype("float32"))
+            grad_x = grad_x - F.conv2d(x, q.astype("float32").reshape([channels, channels, 1, 1]))
+        grad_w, grad_gamma = grad_w.astype("float32"), grad_gamma.astype("float32")
+        grad_sum = grad_sum.astype("float32")
+        grad_weights = [t.reshape([out_channels, channels, 1, 1])
+                        for t in paddle.unstack(grad_w, axis=0)]
+        count_bns = len(plan.bns)
+        grads = ([grad_x] + grad_weights + list(paddle.split(grad_gamma, count_bns))
+                 + [grad_sum.clone() for _ in range(count_bns)])
+        return tuple(g if need else None for g, need in zip(grads, ctx.needs_grad))
+
+
 def _depthwise_branches_fit(layer):
     """Every k x k conv depthwise with one odd kernel, stride and padding k // 2; the 1x1
     branch (if any) depthwise with that stride and no padding."""
@@ -226,4 +347,8 @@ def rep_layer_forward(x, layer):
     plan = rep_layer_plan(x, layer)
     if plan is None:
         return None
-    return _RepLayerFunction.apply(x, *plan.tensors(layer), plan)
+    if plan.depthwise or POINTWISE_MODE != "gram":
+        return _RepLayerFunction.apply(x, *plan.tensors(layer), plan)
+    tensors = plan.tensors(layer)[:plan.stacked + 2 * len(plan.bns)]
+    out = layer.lab(_RepPointwiseSumFunction.apply(x, *tensors, plan))
+    return layer.act(out) if layer.apply_act else out

@@ -116,10 +116,13 @@ def test_known_values_of_a_one_branch_pointwise_layer():
 
 
 @needs_kernels
-def test_input_without_gradient_and_frozen_affine(monkeypatch):
-    layers = [build_layer(4, 4, 3, 1, 2, seed=5) for _ in range(2)]
+@pytest.mark.parametrize("kernel", [3, 1])
+def test_input_without_gradient_and_frozen_affine(monkeypatch, kernel):
+    layers = [build_layer(4, 4, kernel, 1, 2, seed=5) for _ in range(2)]
     for layer in layers:
         layer.lab.scale.stop_gradient = True
+        layer.conv_kxk[0].bn.weight.stop_gradient = True  # a frozen BN (paddle's BN gives
+        layer.conv_kxk[0].bn.bias.stop_gradient = True  # no bias grad with a frozen weight)
     x = paddle.to_tensor(np.random.default_rng(3).standard_normal([2, 4, 6, 6]).astype("float32"))
     losses = []
     for layer, use in zip(layers, (True, False)):
@@ -131,6 +134,10 @@ def test_input_without_gradient_and_frozen_affine(monkeypatch):
         losses.append(float(loss))
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert x.grad is None and layers[0].lab.scale.grad is None
+    assert layers[0].conv_kxk[0].bn.weight.grad is None
+    assert layers[0].conv_kxk[0].bn.bias.grad is None
+    np.testing.assert_allclose(layers[0].conv_kxk[1].bn.weight.grad.numpy(),
+                               layers[1].conv_kxk[1].bn.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(layers[0].conv_kxk[1].conv.weight.grad.numpy(),
                                layers[1].conv_kxk[1].conv.weight.grad.numpy(), rtol=1e-4,
                                atol=1e-5)
@@ -141,13 +148,50 @@ def test_pointwise_layer_that_keeps_its_branch_outputs(monkeypatch):
     """RECOMPUTE_POINTWISE=False keeps Z instead of recomputing it: same numbers."""
     x = np.random.default_rng(4).standard_normal([2, 5, 4, 7]).astype("float32")
     grad_out = np.random.default_rng(5).standard_normal([2, 5, 4, 7]).astype("float32")
+    monkeypatch.setattr(rep_layer, "POINTWISE_MODE", "stacked")
     recomputed = run(build_layer(5, 5, 1, 1, 3, seed=6), x, grad_out, True, monkeypatch)
+    monkeypatch.setattr(rep_layer, "POINTWISE_MODE", "stacked")
     monkeypatch.setattr(rep_layer, "RECOMPUTE_POINTWISE", False)
     kept = run(build_layer(5, 5, 1, 1, 3, seed=6), x, grad_out, True, monkeypatch)
     np.testing.assert_array_equal(kept[0], recomputed[0])
     np.testing.assert_allclose(kept[1], recomputed[1], rtol=1e-6, atol=1e-6)
     for name in recomputed[2]:
         np.testing.assert_allclose(kept[2][name], recomputed[2][name], rtol=1e-6, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("mode", ["gram", "stacked"])
+@pytest.mark.parametrize("in_channels,out_channels,branches,offset", [
+    (6, 6, 4, 0.0), (6, 6, 4, 3.0), (4, 7, 3, 2.0), (8, 8, 1, -1.5)])
+def test_pointwise_modes_match_paddle_on_uncentred_inputs(monkeypatch, mode, in_channels,
+                                                           out_channels, branches, offset):
+    """Both pointwise paths (covariance-folded and stacked GEMM) equal paddle's ops, also on
+    inputs far from zero mean (hardswish outputs are), which a raw E[x^2] - E[x]^2 would not."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal([3, in_channels, 5, 6]) * rng.uniform(0.2, 2.0, [1, in_channels, 1, 1])
+         + offset).astype("float32")
+    grad_out = rng.standard_normal([3, out_channels, 5, 6]).astype("float32")
+    plain = run(build_layer(in_channels, out_channels, 1, 1, branches, seed=12), x, grad_out,
+                False, monkeypatch)
+    monkeypatch.setattr(rep_layer, "POINTWISE_MODE", mode)
+    layer = build_layer(in_channels, out_channels, 1, 1, branches, seed=12)
+    calls = []
+    node = rep_layer._RepPointwiseSumFunction
+    monkeypatch.setattr(node, "apply",
+                        lambda *args, original=node.apply: calls.append(1) or original(*args))
+    fused = run(layer, x, grad_out, True, monkeypatch)
+    assert len(calls) == (1 if mode == "gram" else 0)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-5, atol=1e-5, err_msg="output")
+    np.testing.assert_allclose(fused[1], plain[1], rtol=1e-4, atol=1e-4, err_msg="x grad")
+    # conv + BN weight + BN bias per branch, the identity BN, lab and act.lab
+    assert fused[2].keys() == plain[2].keys()
+    assert len(plain[2]) == 3 * branches + 2 * int(in_channels == out_channels) + 4
+    for name in plain[2]:
+        np.testing.assert_allclose(fused[2][name], plain[2][name], rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+    for name in plain[3]:
+        np.testing.assert_allclose(fused[3][name], plain[3][name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
 
 
 def test_paddle_path_in_eval_after_rep_and_without_kernels(monkeypatch):
@@ -196,9 +240,9 @@ def _train_step(build, x, use_kernels, monkeypatch, dtype="float32"):
 def test_pplcnetv3_training_step_matches_paddle(monkeypatch, build, shape, rep_layers):
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal(shape).astype("float32"))
     calls = []
-    original = rep_layer._RepLayerFunction.apply
-    monkeypatch.setattr(rep_layer._RepLayerFunction, "apply",
-                        lambda *args: calls.append(1) or original(*args))
+    for node in (rep_layer._RepLayerFunction, rep_layer._RepPointwiseSumFunction):
+        monkeypatch.setattr(node, "apply",
+                            lambda *args, original=node.apply: calls.append(1) or original(*args))
     fused_out, fused_grads, fused_means, fused_keys = _train_step(build, x, True, monkeypatch)
     assert len(calls) == rep_layers  # both LearnableRepLayers of all 14 blocks
     plain_out, plain_grads, plain_means, plain_keys = _train_step(build, x, False, monkeypatch)
