@@ -16,7 +16,10 @@ A scenario is a DistillationModel config built in code (nothing is added under `
   ``teacher=False`` drops the teacher and the DML loss (the "student alone" arm).
 - **det**: Student = the released PP-OCRv3 det model, Teacher = the released PP-OCRv4 mobile det
   export. Losses: DML on the shrink maps (``thrink_maps``) and (``db_loss``) the DB loss on
-  the labels (the teacher's pseudo-boxes, or the data set's own).
+  the labels: the teacher's pseudo-boxes (``labels="teacher"``), the student's own released
+  export's (``labels="self"``, self-training) or the data set's own (``labels="gt"``).
+  ``warm_up_threshold_head`` trains only the DB threshold branch, which the released exports
+  lack, so that a later joint training does not start with a random branch feeding the neck.
 
 ``rec_config(...)`` / ``det_config(...)`` return plain dicts; ``write_config`` writes YAML.
 """
@@ -124,12 +127,18 @@ def rec_config(student_weights, teacher_export, train_data_dir, train_list, eval
 
 def det_config(student_weights, teacher_export, train_data_dir, train_list, eval_data_dir,
                eval_list, save_dir, iters=40, batch=4, lr=1e-4, seed=1, teacher=True,
-               labels="teacher", crop=480, eval_side=960, db_loss=True):
+               labels="teacher", crop=480, eval_side=960, db_loss=True, student_export=None,
+               pseudo_box_thresh=0.6):
     """The det scenario (see the module docstring) as a config dict. ``db_loss=False`` leaves
     only the DML loss (the labels then only steer the random crops towards text); the student's
-    threshold head, which the export lacks, then gets no gradient."""
+    threshold head, which the export lacks, then gets no gradient. ``labels="self"`` needs
+    ``student_export`` (the export that pseudo-boxes the train images: self-training)."""
     if not (teacher or db_loss):
         raise ValueError("det_config: without the teacher the DB loss is the only loss")
+    if labels not in ("teacher", "self", "gt"):
+        raise ValueError(f"det_config: labels must be teacher, self or gt, got {labels!r}")
+    if labels == "self" and not student_export:
+        raise ValueError("det_config: labels='self' needs student_export")
     models = {}
     if teacher or labels == "teacher":
         models["Teacher"] = {"model_type": "det", "inference_model": teacher_export,
@@ -161,7 +170,8 @@ def det_config(student_weights, teacher_export, train_data_dir, train_list, eval
         labeller = teacher_export if labels == "teacher" else student_export
         train_set = {"name": "ImageFolderDataSet", "data_dir": train_data_dir,
                      "label_file_list": [train_list],
-                     "pseudo_label": {"inference_model": labeller, "box_thresh": 0.6},
+                     "pseudo_label": {"inference_model": labeller,
+                                      "box_thresh": float(pseudo_box_thresh)},
                      "transforms": train_transforms}
     else:
         train_set = {"name": "SimpleDataSet", "data_dir": train_data_dir,
@@ -200,6 +210,81 @@ def write_config(config, path):
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(config, handle, sort_keys=False, allow_unicode=True)
     return path
+
+
+#: parameter-name prefix of the DB threshold branch inside a det (sub-)model
+THRESH_PREFIX = "head.thresh."
+
+
+def _threshold_batch_norms(model):
+    """Names of the BatchNorm layers of ``model``'s threshold branch."""
+    names = model.batch_norm_names() if hasattr(model, "batch_norm_names") else []
+    return [name for name in names if name.startswith(THRESH_PREFIX)]
+
+
+def _calibrate_threshold_batch_norms(model):
+    """Let the threshold branch's BatchNorm layers use and update batch statistics.
+
+    The fresh branch's running statistics are the initial mean 0 / variance 1: normalised with
+    them (``freeze_bn_stats``) its output sigmoid saturates at 0 or 1 on almost every pixel and
+    hardly learns. During the warm-up they are estimated on the training data instead; every
+    other BatchNorm keeps the released statistics."""
+    names = set(_threshold_batch_norms(model))
+    pinned = getattr(model, "_pinned", None)
+    if pinned is None or not names:
+        return
+    pinned.difference_update(names)
+    for name, layer in model.named_sublayers():
+        if name in names:
+            layer._use_global_stats = None
+            layer.training = True
+
+
+def warm_up_threshold_head(config, out_path, logger=None):
+    """Train only the Student's DB threshold branch (``head.thresh.*``) with ``config``, every
+    other parameter frozen; save the Student's whole state dict to ``out_path`` (a
+    ``.pdparams`` usable as ``pretrained``); return the names of the trained parameters.
+
+    The released det exports lack the threshold branch (it is freshly initialised on import);
+    trained jointly with the rest, its first large gradients reach the shared neck. Warming it
+    up alone first, identically for every arm of a comparison, keeps it from damaging the
+    released weights. The branch's BatchNorm statistics, fresh too, are estimated on the
+    warm-up data (batch statistics), then fixed again. ``config`` is a det scenario config
+    (e.g. ``det_config(..., teacher=False, labels="self")``: the student's own pseudo-boxes,
+    no teacher); the shrink map, which is all the detector's output at inference, is unchanged
+    by the warm-up."""
+    import copy
+
+    import paddle
+
+    from ppdistill.engine.launch import prepare_run
+    from ppdistill.engine.run import build_trainer
+    from ppdistill.engine.setup import sub_models
+
+    if "Student" not in config.get("Architecture", {}).get("Models", {}):
+        raise ValueError("warm_up_threshold_head: the config has no 'Student' sub-model")
+    config = copy.deepcopy(config)
+    logger = logger or prepare_run(config, "warmup")
+    trainer = build_trainer(config, logger)
+    student = sub_models(trainer.model)["Student"]
+    trained = []
+    for name, param in student.named_parameters():
+        if name.startswith(THRESH_PREFIX) and not param.stop_gradient:
+            trained.append(name)
+        else:
+            param.stop_gradient = True
+    if not trained:
+        raise ValueError(f"warm_up_threshold_head: the Student has no trainable "
+                         f"{THRESH_PREFIX}* parameter (not a DB detector?)")
+    _calibrate_threshold_batch_norms(student)
+    logger.info(f"threshold warm-up: training {len(trained)} {THRESH_PREFIX}* parameters, "
+                f"the other parameters frozen")
+    trainer.train()
+    if hasattr(student, "pin_layers"):  # back to the caller's fixed statistics
+        student.pin_layers(_threshold_batch_norms(student))
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    paddle.save(student.state_dict(), out_path)
+    return trained
 
 
 def subset_label_file(source, target, count, seed=0, max_label_chars=None, rec=True):
