@@ -229,15 +229,7 @@ def _calibrate_threshold_batch_norms(model):
     them (``freeze_bn_stats``) its output sigmoid saturates at 0 or 1 on almost every pixel and
     hardly learns. During the warm-up they are estimated on the training data instead; every
     other BatchNorm keeps the released statistics."""
-    names = set(_threshold_batch_norms(model))
-    pinned = getattr(model, "_pinned", None)
-    if pinned is None or not names:
-        return
-    pinned.difference_update(names)
-    for name, layer in model.named_sublayers():
-        if name in names:
-            layer._use_global_stats = None
-            layer.training = True
+    model.unpin_layers(_threshold_batch_norms(model))
 
 
 def warm_up_threshold_head(config, out_path, logger=None):

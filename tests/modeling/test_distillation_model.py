@@ -107,3 +107,16 @@ def test_frozen_teacher_unchanged_when_a_wrapper_sets_training_directly():
     model.eval()
     np.testing.assert_array_equal(out["Teacher"]["maps"].numpy(),
                                   model(x)["Teacher"]["maps"].numpy())
+
+
+def test_unpin_layers_lets_a_batch_norm_follow_training_mode_again():
+    model = build_model(distill_config())
+    teacher = model.Teacher
+    assert teacher.pinned_layer_names == ["backbone.bn"]
+    teacher.unpin_layers(["backbone.bn", "not.a.layer"])
+    assert teacher.pinned_layer_names == []
+    model.train()
+    bn = dict(teacher.named_sublayers())["backbone.bn"]
+    mean_before = bn._mean.numpy().copy()
+    teacher(paddle.randn([2, 3, 8, 8]) + 3.0)
+    assert not np.allclose(bn._mean.numpy(), mean_before)  # batch statistics updated it again

@@ -109,6 +109,17 @@ class BaseModel(nn.Layer):
         self._pinned.update(names)
         self._apply_pins()
 
+    def unpin_layers(self, names):
+        """Undo :meth:`pin_layers` for ``names``: they follow the model's train/eval mode again
+        (a BatchNorm normalises with batch statistics in training and updates its running ones)."""
+        names = set(names) & self._pinned
+        self._pinned.difference_update(names)
+        for name, layer in self.named_sublayers():
+            if name in names:
+                layer.training = self.training
+                if isinstance(layer, BATCH_NORMS):
+                    layer._use_global_stats = None
+
     @property
     def pinned_layer_names(self):
         return sorted(self._pinned)
