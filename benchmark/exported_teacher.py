@@ -489,6 +489,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+
+def print_header():
+    """The machine, CPU flags, revision, load and command line, printed before any run."""
+    print("machine:", json.dumps(sysinfo.machine_info()))
+    print("cpu flags:", sysinfo.cpu_flags_all())
+    print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
+    print("uptime :", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print(f"command: {' '.join(sys.argv)}")
+
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
@@ -501,21 +510,13 @@ def main(argv=None):
         if bad:
             raise SystemExit(f"error: --precision/--tasks: unknown value(s) {', '.join(bad)} "
                              f"(known: {', '.join(PRECISIONS)}; {', '.join(BF16_TASKS)})")
-        print("machine:", json.dumps(sysinfo.machine_info()))
-        print("cpu flags:", sysinfo.cpu_flags_all())
-        print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
-        print("uptime :", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-        print(f"command: {' '.join(sys.argv)}")
+        print_header()
         return run_bf16(args)
     unknown = [f for f in args.forms if f not in FORMS]
     if unknown:
         raise SystemExit(f"error: --forms: unknown form(s) {', '.join(unknown)} "
                          f"(known: {', '.join(FORMS)})")
-    print("machine:", json.dumps(sysinfo.machine_info()))
-    print("cpu flags:", sysinfo.cpu_flags_all())
-    print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
-    print("uptime :", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print(f"command: {' '.join(sys.argv)}")
+    print_header()
     args.data_dir = run.make_data("rec", os.path.join(args.data_root, "rec"))
     teacher = prepare_teacher(os.path.join(args.work_root, "teacher"))
     print("teacher:", json.dumps(teacher))
