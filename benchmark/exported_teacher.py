@@ -489,7 +489,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-
 def print_header():
     """The machine, CPU flags, revision, load and command line, printed before any run."""
     print("machine:", json.dumps(sysinfo.machine_info()))
@@ -497,6 +496,7 @@ def print_header():
     print("repo   :", REPO, "git", sysinfo.git_revision(REPO))
     print("uptime :", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(f"command: {' '.join(sys.argv)}")
+
 
 def main(argv=None):
     args = parse_args(argv)
