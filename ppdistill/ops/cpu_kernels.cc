@@ -28,6 +28,7 @@
 
 namespace {
 
+using ppdistill_kernels::channel_mean_variance;
 using ppdistill_kernels::DwShape;
 using ppdistill_kernels::dw_shape;
 using ppdistill_kernels::check_cpu_float;
@@ -153,30 +154,11 @@ std::vector<paddle::Tensor> BatchNormActForward(const paddle::Tensor& x, const p
   float* si = saved_inv_std.data<float>();
   float* mo = mean_out.data<float>();
   float* vo = variance_out.data<float>();
-  const double count = static_cast<double>(s.n * s.hw);
   parallel_for(s.c, threads, [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
-      double sum = 0.0;
-      for (int64_t b = 0; b < s.n; ++b) {
-        const float* p = xd + (b * s.c + ch) * s.hw;
-        float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-        for (int64_t t = 0; t < s.hw; ++t) part += p[t];
-        sum += part;
-      }
-      const float mu = static_cast<float>(sum / count);
-      double sq = 0.0;
-      for (int64_t b = 0; b < s.n; ++b) {
-        const float* p = xd + (b * s.c + ch) * s.hw;
-        float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-        for (int64_t t = 0; t < s.hw; ++t) {
-          float d = p[t] - mu;
-          part += d * d;
-        }
-        sq += part;
-      }
-      const float var = static_cast<float>(sq / count);
+      float mu, var;
+      channel_mean_variance([&](int64_t b) { return xd + (b * s.c + ch) * s.hw; }, s.n, s.hw,
+                            &mu, &var);
       const float inv_std = 1.0f / std::sqrt(var + epsilon);
       const float a = gamma[ch] * inv_std, c0 = beta[ch] - mu * a;
       with_activation(act, [&](auto tag) {

@@ -123,4 +123,34 @@ inline void dw_plane_backward(const DwShape& s, const float* in, const float* k,
   }
 }
 
+// Batch mean and (biased) variance of one channel whose n planes of hw floats plane(b) returns:
+// float32 sums per plane, accumulated in double, the variance from the centred values.
+template <typename Plane>
+inline void channel_mean_variance(Plane plane, int64_t n, int64_t hw, float* mean,
+                                  float* variance) {
+  const double count = static_cast<double>(n * hw);
+  double sum = 0.0;
+  for (int64_t b = 0; b < n; ++b) {
+    const float* q = plane(b);
+    float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+    for (int64_t t = 0; t < hw; ++t) part += q[t];
+    sum += part;
+  }
+  const float mu = static_cast<float>(sum / count);
+  double sq = 0.0;
+  for (int64_t b = 0; b < n; ++b) {
+    const float* q = plane(b);
+    float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+    for (int64_t t = 0; t < hw; ++t) {
+      float d = q[t] - mu;
+      part += d * d;
+    }
+    sq += part;
+  }
+  *mean = mu;
+  *variance = static_cast<float>(sq / count);
+}
+
 }  // namespace ppdistill_kernels

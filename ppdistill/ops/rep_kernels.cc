@@ -23,6 +23,7 @@
 
 namespace {
 
+using ppdistill_kernels::channel_mean_variance;
 using ppdistill_kernels::DwShape;
 using ppdistill_kernels::check_cpu_float;
 using ppdistill_kernels::dw_plane_backward;
@@ -60,30 +61,10 @@ void rep_channel_forward(const RepShape& s, const RepParams& p, Planes plane, in
                          const float* run_mean, const float* run_var, float momentum,
                          float epsilon, float* sm, float* si, float* mo, float* vo, float* yd,
                          std::vector<float>* a) {
-  const double count = static_cast<double>(s.n * s.hw);
   float offset = 0.0f;
   for (int64_t j = 0; j < s.j; ++j) {
-    double sum = 0.0;
-    for (int64_t b = 0; b < s.n; ++b) {
-      const float* q = plane(j, b);
-      float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-      for (int64_t t = 0; t < s.hw; ++t) part += q[t];
-      sum += part;
-    }
-    const float mu = static_cast<float>(sum / count);
-    double sq = 0.0;
-    for (int64_t b = 0; b < s.n; ++b) {
-      const float* q = plane(j, b);
-      float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-      for (int64_t t = 0; t < s.hw; ++t) {
-        float d = q[t] - mu;
-        part += d * d;
-      }
-      sq += part;
-    }
-    const float var = static_cast<float>(sq / count);
+    float mu, var;
+    channel_mean_variance([&](int64_t b) { return plane(j, b); }, s.n, s.hw, &mu, &var);
     const float inv_std = 1.0f / std::sqrt(var + epsilon);
     const int64_t k = j * s.c + ch;
     (*a)[j] = p.gamma[k] * inv_std;
