@@ -86,6 +86,11 @@ def cpu_supports_bf16(monkeypatch):
 def test_bf16_export_runs_within_tolerance_in_training_only(exports, kind, caplog):
     with caplog.at_level(logging.INFO, logger="ppdistill"):
         model = teacher(exports, kind)
+    if kind == "det" and paddle.__version__.startswith("2."):
+        # paddle 2.6 accepts every op set on this export but runs it in float32: one warning
+        assert model.low_runner is None
+        assert any("bfloat16 had no effect" in w for w in warnings_of(caplog)), caplog.text
+        return
     assert model.low_runner is not None, caplog.text
     assert (f"{PATH}.precision: bf16 training forward through paddle.inference + oneDNN "
             f"(") in caplog.text and "probe batch vs float32, |diff| per output: max" in caplog.text

@@ -5,6 +5,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
+from ppdistill.modeling.fast_conv import shared_input_convs
 from ppdistill.registry import HEADS, ConfigError
 
 __all__ = ["DBHead", "Head"]
@@ -54,8 +55,9 @@ class Head(nn.Layer):
             return paddle.where(paddle.isnan(x), paddle.zeros_like(x), x)
         return x
 
-    def forward(self, x):
-        x = self._nan_to_zero(self.conv_bn1(self.conv1(x)))
+    def forward(self, x, conv1_out=None):
+        """``conv1_out``: ``conv1(x)`` when the caller computed it already (``x`` is unused)."""
+        x = self._nan_to_zero(self.conv_bn1(self.conv1(x) if conv1_out is None else conv1_out))
         x = self._nan_to_zero(self.conv_bn2(self.conv2(x)))
         return F.sigmoid(self.conv3(x))
 
@@ -107,9 +109,11 @@ class DBHead(nn.Layer):
         return paddle.reciprocal(1 + paddle.exp(-self.k * (x - y)))
 
     def forward(self, x, targets=None):
-        shrink_maps = self.binarize(x)
         if not self.training:
-            return {"maps": shrink_maps}
-        threshold_maps = self.thresh(x)
+            return {"maps": self.binarize(x)}
+        # both branches' conv1 read x: one GEMM in a frozen teacher's CPU forward (fast_conv)
+        shrink_in, thresh_in = shared_input_convs(x, [self.binarize.conv1, self.thresh.conv1])
+        shrink_maps = self.binarize(x, shrink_in)
+        threshold_maps = self.thresh(x, thresh_in)
         binary_maps = self.step_function(shrink_maps, threshold_maps)
         return {"maps": paddle.concat([shrink_maps, threshold_maps, binary_maps], axis=1)}
