@@ -70,6 +70,15 @@ def test_unswitched_or_gradient_runs_each_conv(gemm_calls):
     assert x.grad is not None and convs[1].weight.grad is not None
 
 
+def run(layer, x, train):
+    """``layer(x)`` in train or eval mode (paddle 2.6's ``train()``/``eval()`` return None)."""
+    if train:
+        layer.train()
+    else:
+        layer.eval()
+    return layer(x)
+
+
 def test_frozen_db_head_training_maps_match_the_plain_head(gemm_calls):
     paddle.seed(5)
     head = DBHead(in_channels=16, k=50, kernel_list=[7, 2, 2])
@@ -78,15 +87,15 @@ def test_frozen_db_head_training_maps_match_the_plain_head(gemm_calls):
         for layer in head.sublayers():
             if isinstance(layer, nn.BatchNorm):
                 layer._momentum = 0.0
-        head.train()(x)
+        run(head, x, train=True)
     plain = copy.deepcopy(head)
     with paddle.no_grad():
-        expected = plain.train()(x)["maps"].numpy()
-        expected_shrink = plain.eval()(x)["maps"].numpy()
+        expected = run(plain, x, train=True)["maps"].numpy()
+        expected_shrink = run(plain, x, train=False)["maps"].numpy()
         assert enable_fast_frozen_convs(head) == 2
-        got = head.train()(x)["maps"].numpy()
+        got = run(head, x, train=True)["maps"].numpy()
         assert gemm_calls == [[8, 16, 7, 7]]  # both branches' conv1 in one GEMM
-        shrink = head.eval()(x)["maps"].numpy()  # eval: the shrink branch alone
+        shrink = run(head, x, train=False)["maps"].numpy()  # eval: the shrink branch alone
     assert gemm_calls == [[8, 16, 7, 7], [4, 16, 7, 7]]
     assert got.shape == (2, 3, 24, 20) and shrink.shape == (2, 1, 24, 20)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -94,6 +103,6 @@ def test_frozen_db_head_training_maps_match_the_plain_head(gemm_calls):
     # the merged GEMM is not a no-op: the maps depend on the threshold branch's own weights
     head.thresh.conv1.weight.set_value(paddle.randn(head.thresh.conv1.weight.shape))
     with paddle.no_grad():
-        changed = head.train()(x)["maps"].numpy()
+        changed = run(head, x, train=True)["maps"].numpy()
     assert np.abs(changed[:, 1] - got[:, 1]).max() > 1e-3
     np.testing.assert_allclose(changed[:, 0], got[:, 0], rtol=1e-5, atol=1e-5)
