@@ -18,7 +18,8 @@ calls it once per step. Elsewhere (no glibc, e.g. macOS, Windows or musl) it doe
 """
 import ctypes
 import ctypes.util
-import os
+
+from ppdistill.utils.switches import switch_on
 
 __all__ = ["release_free_host_memory", "malloc_trim_enabled"]
 
@@ -27,8 +28,7 @@ _LIBC = []  # [handle or None], resolved once
 
 def malloc_trim_enabled():
     """False when the environment variable ``PPDISTILL_MALLOC_TRIM`` is ``0``/``false``/``no``."""
-    return os.environ.get("PPDISTILL_MALLOC_TRIM", "1").strip().lower() not in ("0", "false",
-                                                                                 "no")
+    return switch_on("PPDISTILL_MALLOC_TRIM")
 
 
 def _glibc():

@@ -35,7 +35,6 @@ Only the forward of frozen sub-models under ``paddle.no_grad`` on CPU uses it
 (:func:`enable_fast_frozen_convs`, called by ``DistillationModel`` for ``freeze_params: true``).
 Set the environment variable ``PPDISTILL_FAST_CONV=0`` to keep paddle's kernel everywhere.
 """
-import os
 import types
 
 import paddle
@@ -43,6 +42,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from ppdistill.ops.functional import symmetric_padding
+from ppdistill.utils.switches import switch_on
 
 #: smallest square kernel for which the shifted GEMM beats paddle's im2col kernel (measured).
 MIN_KERNEL = 7
@@ -54,7 +54,7 @@ MAX_BUFFER_BYTES = 32 * 2**20
 
 def fast_conv_enabled():
     """False when the environment variable ``PPDISTILL_FAST_CONV`` is ``0``/``false``/``no``."""
-    return os.environ.get("PPDISTILL_FAST_CONV", "1").strip().lower() not in ("0", "false", "no")
+    return switch_on("PPDISTILL_FAST_CONV")
 
 
 def _chunking(batch, height, padded_w, channels, k, max_buffer_bytes):

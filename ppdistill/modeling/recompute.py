@@ -43,7 +43,6 @@ Limitation (paddle's, for every ``PyLayer``): ``paddle.grad(out, inputs)`` with 
 subset of the tensors the node depends on fails; ``loss.backward()`` works.
 """
 import logging
-import os
 import types
 
 import paddle
@@ -51,6 +50,7 @@ from paddle import nn
 from paddle.autograd import PyLayer
 
 from ppdistill.ops.loader import kernels_enabled
+from ppdistill.utils.switches import switch_on
 
 __all__ = ["recompute_enabled", "enable_recompute", "det_segments", "recompute_call"]
 
@@ -68,8 +68,7 @@ logger = logging.getLogger("ppdistill")
 def recompute_enabled():
     """False when ``PPDISTILL_RECOMPUTE`` or ``PPDISTILL_CPU_KERNELS`` is ``0``/``false``/``no``
     (the optimisations-off baseline keeps paddle's plain autograd)."""
-    value = os.environ.get("PPDISTILL_RECOMPUTE", "1").strip().lower()
-    return value not in ("0", "false", "no") and kernels_enabled()
+    return switch_on("PPDISTILL_RECOMPUTE") and kernels_enabled()
 
 
 # ------------------------------------------------------------------ nested outputs <-> tensors

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import warnings
 
+from ppdistill.utils.switches import switch_on
+
 #: real paths: paddle re-compiles when the source paths it is given change (symlinked
 #: checkouts would otherwise rebuild each other's kernels)
 _HERE = os.path.dirname(os.path.realpath(__file__))
@@ -39,7 +41,7 @@ logger = logging.getLogger("ppdistill")
 
 def kernels_enabled():
     """False when ``PPDISTILL_CPU_KERNELS`` is ``0``/``false``/``no``."""
-    return os.environ.get("PPDISTILL_CPU_KERNELS", "1").strip().lower() not in ("0", "false", "no")
+    return switch_on("PPDISTILL_CPU_KERNELS")
 
 
 def _cpu_flags():
