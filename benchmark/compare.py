@@ -16,6 +16,8 @@ reference arm measured in the same run on the same machine.
   PaddleOCR gets, the generic path on AMD).
 - ``baseline-avx2``: ``baseline`` with MKL's AVX2 path (``MKL_DEBUG_CPU_TYPE=5``), one thread:
   separates the MKL switch from the rest.
+- ``optimised-norecompute``: ``optimised`` without the trained det students' activation
+  recomputation (``PPDISTILL_RECOMPUTE=0``): the speed-for-memory trade-off of that switch.
 - ``optimised-bf16``: ``optimised`` with the frozen teacher in bfloat16
   (``-o Architecture.Models.Teacher.precision=bf16``; configs with a frozen ``Teacher`` only).
 """
@@ -23,10 +25,11 @@ import statistics
 
 #: variables an arm owns; each arm starts from the parent's environment without them
 ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "PPDISTILL_MALLOC_TRIM",
-                 "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
+                 "PPDISTILL_RECOMPUTE", "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
 ARMS = {
     "env": None,
     "optimised": {},
+    "optimised-norecompute": {"PPDISTILL_RECOMPUTE": "0"},
     "optimised-bf16": {},
     "baseline": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
                  "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": ""},

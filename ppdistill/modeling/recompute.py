@@ -3,8 +3,9 @@
 In training, paddle keeps every intermediate tensor a layer's backward needs until the backward
 reaches it. For the det CML students (two MobileNetV3 / PPLCNetV3 + RSEFPN + DBHead models at
 4x320x320) those saved activations are ~180 MiB per student (about half backbone, half neck and
-head; 600 MiB for PPLCNetV3 before its rep layers were fused), and they are all alive while the
-frozen teacher runs its forward, which is where a det CML step peaks.
+head; 600 MiB for PPLCNetV3 before its rep layers were fused), alive from the students' forward
+to their backward (``DistillationModel`` runs the frozen teacher before them, so its forward's
+working memory does not add to them).
 
 :func:`enable_recompute` turns chosen sub-layers ("segments") into recomputed ones: in CPU training
 a segment's forward runs without a gradient graph and keeps only its input tensors; its backward
@@ -31,7 +32,9 @@ Measured on the det CML configs (batch 4, 320x320, 2-core AMD EPYC, loaded machi
 benchmark/run.py, with the teacher's chunked convs of ``fast_conv``): peak RSS 1.03-1.06 GiB
 against the optimisations-off baseline's 1.93-2.03 GiB (v3; 1.49 GiB without recomputation) and
 1.13-1.20 against 2.82-3.12 GiB (v4; ~1.5 GiB without), for about one more forward of each
-student per step (~+0.7 s CPU time per step for v3, ~+1.3 s for v4).
+student per step (~+0.7 s CPU time per step for v3, ~+1.3 s for v4). Quiet, alternating, after
+the fused PP-LCNetV3 tail (benchmark/RESULTS.md, arm ``optimised-norecompute``): v3 3.32 vs 3.09
+s/iter at 1.05 vs 1.33 GiB, v4 5.34 vs 4.60 s/iter at 1.21 vs 1.43 GiB.
 
 It applies in dygraph training on CPU in one process, with gradient enabled and at least one
 input that needs a gradient; everything else (eval, export, GPU, ``paddle.no_grad``, several

@@ -1,6 +1,7 @@
 """Compile (once) and load ppdistill's CPU kernels as paddle custom ops.
 
-The first call compiles the C++ sources (``cpu_kernels.cc``, ``rep_kernels.cc`` and their shared
+The first call compiles the C++ sources (``cpu_kernels.cc``, ``rep_kernels.cc``,
+``lab_act_kernels.cc`` and their shared
 ``kernels_common.h``) with the machine's C++ compiler through
 ``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory under
 ``$PPDISTILL_EXTENSION_DIR`` or ``~/.cache/ppdistill/ops``, keyed by everything that changes
@@ -31,7 +32,8 @@ from ppdistill.utils.switches import switch_on
 _HERE = os.path.dirname(os.path.realpath(__file__))
 SOURCE = os.path.join(_HERE, "cpu_kernels.cc")
 #: every file compiled into the module, and the header they share (part of the build key)
-SOURCES = (SOURCE, os.path.join(_HERE, "rep_kernels.cc"))
+SOURCES = (SOURCE, os.path.join(_HERE, "rep_kernels.cc"),
+           os.path.join(_HERE, "lab_act_kernels.cc"))
 HEADERS = (os.path.join(_HERE, "kernels_common.h"),)
 #: -fopenmp-simd: `omp simd` reductions vectorise without linking an OpenMP runtime
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17")

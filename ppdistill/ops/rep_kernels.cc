@@ -28,19 +28,9 @@ using ppdistill_kernels::DwShape;
 using ppdistill_kernels::check_cpu_float;
 using ppdistill_kernels::dw_plane_backward;
 using ppdistill_kernels::dw_plane_forward;
+using ppdistill_kernels::hardswish_grad;
+using ppdistill_kernels::hardswish_value;
 using ppdistill_kernels::parallel_for;
-
-// Branch-free hardswish and its derivative with paddle's conventions at the kinks (0 up to
-// u = -3, 1 from u = 3), so the loops vectorise.
-inline float hardswish_value(float u) {
-  return u * std::min(std::max(u + 3.0f, 0.0f), 6.0f) / 6.0f;
-}
-
-inline float hardswish_grad(float u) {
-  float r = (2.0f * u + 3.0f) / 6.0f;
-  r = (u + 3.0f >= 6.0f) ? 1.0f : r;
-  return (u + 3.0f <= 0.0f) ? 0.0f : r;
-}
 
 struct RepShape {
   int64_t n, c, hw, m, j;  // images, channels, pixels per plane, conv branches, all branches

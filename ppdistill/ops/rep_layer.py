@@ -23,16 +23,16 @@ paddle's autograd keeps every branch's conv output, BN output, each partial sum,
   C x C covariance of ``x``; the branch sum folds into one 1x1 conv and the backward needs three
   more GEMMs (:class:`_RepPointwiseSumFunction`): five GEMMs of the layer's size per step where
   paddle runs three per branch. The C x C algebra runs in float64 (float32 loses the cancelling
-  terms of the variance and of BN's backward). ``lab`` and the activation run as paddle's ops
-  after the node. About 2x paddle's speed on PP-LCNetV3's 240/480-channel pointwise layers;
+  terms of the variance and of BN's backward). ``lab`` and the activation follow as a
+  second node (:mod:`ppdistill.ops.lab_act`: one pass each way, keeping only the sum). About 2x paddle's speed on PP-LCNetV3's 240/480-channel pointwise layers;
 - pointwise layers, ``"stacked"``: the branch convs are one GEMM (paddle's) into a stacked tensor
   Z, then the same BN / sum / activation kernel (``ppdistill_rep_bn_act``); Z is freed at once
   and recomputed in backward (:data:`RECOMPUTE_POINTWISE`), then two GEMMs give the conv grads.
   Slower than paddle's ops on large layers; kept for comparison (benchmark/ops_bench.py).
 
 Only ``x`` (plus the per-branch batch mean / inverse std or C x C matrices) is kept between
-forward and backward by the nodes (the ``"gram"`` path's ``lab`` / activation tail keeps its
-paddle-op tensors). Results equal paddle's up to float32 rounding
+forward and backward by the nodes (the ``"gram"`` path's tail node keeps the branch sum).
+Results equal paddle's up to float32 rounding
 (``tests/ops/test_rep_layer_fused.py``); timings and memory: ``benchmark/ops_bench.py``.
 
 It applies in dynamic-graph training on CPU, float32, with every BN in batch-statistics mode,
@@ -50,6 +50,7 @@ from paddle.autograd import PyLayer
 from ppdistill.ops.functional import (
     ACTIVATION_CODES, _batch_norm_in_batch_stats_mode, _contiguous, is_depthwise, is_pointwise,
     pointwise_conv_backward, symmetric_padding)
+from ppdistill.ops.lab_act import lab_act
 from ppdistill.ops.loader import cpu_kernels
 from ppdistill.utils.cpu import kernel_threads
 
@@ -61,6 +62,10 @@ RECOMPUTE_POINTWISE = True
 #: input's covariance, 5 GEMMs per step) or through the stacked-branch GEMM + fused BN kernel
 #: (``"stacked"``, then :data:`RECOMPUTE_POINTWISE` applies); benchmark/ops_bench.py measures both
 POINTWISE_MODE = "gram"
+
+#: the ``"gram"`` path's ``lab`` / activation tail runs as one node (:mod:`ppdistill.ops.lab_act`)
+#: instead of paddle's five element-wise ops
+FUSED_TAIL = True
 
 
 class _Plan:
@@ -350,5 +355,10 @@ def rep_layer_forward(x, layer):
     if plan.depthwise or POINTWISE_MODE != "gram":
         return _RepLayerFunction.apply(x, *plan.tensors(layer), plan)
     tensors = plan.tensors(layer)[:plan.stacked + 2 * len(plan.bns)]
-    out = layer.lab(_RepPointwiseSumFunction.apply(x, *tensors, plan))
-    return layer.act(out) if layer.apply_act else out
+    summed = _RepPointwiseSumFunction.apply(x, *tensors, plan)
+    act = layer.act if layer.apply_act else None
+    out = lab_act(summed, layer.lab, act) if FUSED_TAIL else None
+    if out is not None:
+        return out
+    out = layer.lab(summed)
+    return act(out) if act is not None else out

@@ -30,6 +30,21 @@ def test_names_order_and_output():
     assert out["Student"]["maps"].shape == [2, 3, 4, 4]
 
 
+def test_frozen_sub_models_run_first_outputs_stay_in_config_order():
+    cfg = distill_config()
+    cfg["Models"] = {"Student": cfg["Models"]["Student"], "Teacher": cfg["Models"]["Teacher"],
+                     "Student2": cfg["Models"]["Student2"]}
+    model = build_model(cfg)
+    model.train()
+    ran = []
+    for name in model.model_name_list:
+        getattr(model, name).register_forward_pre_hook(
+            lambda layer, inputs, name=name: ran.append(name))
+    out = model(paddle.randn([2, 3, 8, 8]))
+    assert ran == ["Teacher", "Student", "Student2"]
+    assert list(out) == ["Student", "Teacher", "Student2"]
+
+
 def test_frozen_teacher_weights_and_bn_stats_unchanged():
     model = build_model(distill_config())
     model.train()

@@ -180,4 +180,11 @@ class DistillationModel(nn.Layer):
         return model(x, data)
 
     def forward(self, x, data=None):
-        return {name: self.run_sub_model(name, x, data) for name in self.model_name_list}
+        """``{name: output}`` in config order. Frozen sub-models run first: they keep nothing for
+        backward, so their forward's working memory comes before, not on top of, the
+        activations the trained sub-models keep for backward. A frozen sub-model runs in eval
+        mode without randomness, so the order changes no value."""
+        order = ([name for name in self.model_name_list if name in self.frozen_names]
+                 + self.trainable_names)
+        outputs = {name: self.run_sub_model(name, x, data) for name in order}
+        return {name: outputs[name] for name in self.model_name_list}
