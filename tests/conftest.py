@@ -1,11 +1,27 @@
-"""Shared test fixtures: tiny registered toy components and deterministic tensors."""
+"""Shared test fixtures: tiny registered toy components, deterministic tensors, script loading."""
 import ppdistill  # noqa: F401  (first: it loads pyclipper before paddle, see its __init__)
+import importlib.util
+import os
+
 import numpy as np
 import paddle
 import pytest
 from paddle import nn
 
 from ppdistill.registry import BACKBONES, HEADS
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(relative_path, module_name):
+    """A repository script (``tools/...``, ``scripts/...``, ``benchmark/...``) as a fresh module
+    named ``module_name``, without running its ``__main__`` block."""
+    spec = importlib.util.spec_from_file_location(module_name,
+                                                  os.path.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @BACKBONES.register("ToyBackbone")

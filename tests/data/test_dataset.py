@@ -219,12 +219,8 @@ def test_build_dataloader_rejects_unknown_loader_key(demo_root):
 
 
 def test_gen_demo_data_cli(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "gen_demo_data", os.path.join(os.path.dirname(__file__), "..", "..", "tools",
-                                      "gen_demo_data.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from conftest import load_script
+    cli = load_script("tools/gen_demo_data.py", "gen_demo_data")
     root = tmp_path / "det"
     cli.main(["--task", "det", "--root", str(root), "--num_train", "1", "--num_test", "1"])
     assert (root / "ch4_training_images" / "img_1.jpg").is_file()

@@ -1,7 +1,6 @@
 """The det distillation-gain scenario: pseudo-box labelling choices, the threshold-branch warm-up
 (only ``head.thresh.*`` may change) and the benchmark's bookkeeping. Tiny generated pages, no
 network, no released weights."""
-import importlib.util
 import json
 import logging
 import os
@@ -10,19 +9,15 @@ import cv2
 import numpy as np
 import paddle
 import pytest
+from conftest import load_script
 
 from ppdistill.demo import scenarios
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ARGS = ("student", "teacher_export", "data", "train", "data", "eval.txt", "out")
 
 
 def _load_gain():
-    spec = importlib.util.spec_from_file_location(
-        "distill_gain_under_test", os.path.join(ROOT, "benchmark", "distill_gain.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark/distill_gain.py", "distill_gain_under_test")
 
 
 def test_det_self_training_pseudo_boxes_come_from_the_student_export():

@@ -1,11 +1,11 @@
 """The README's main job (scripts/demo.py): its --quick form end to end, its fallback to the
 synthetic journey when the registry cannot be reached, and the scenario configs it writes."""
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+from conftest import load_script
 from journey import REPO
 
 from ppdistill.demo import scenarios
@@ -14,11 +14,7 @@ from ppdistill.utils.config import load_with_overrides
 
 def _load_demo():
     sys.path.insert(0, os.path.join(REPO, "scripts"))
-    spec = importlib.util.spec_from_file_location("demo_under_test",
-                                                  os.path.join(REPO, "scripts", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/demo.py", "demo_under_test")
 
 
 @pytest.mark.slow

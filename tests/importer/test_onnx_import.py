@@ -1,13 +1,10 @@
 """Import hand-built ONNX graphs (BN fused / not fused) into a toy model: exactness and errors."""
-import importlib.util
-import os
-
 import numpy as np
 import paddle
 import pytest
 import yaml
 
-from conftest import toy_model_config
+from conftest import load_script, toy_model_config
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -21,15 +18,10 @@ from ppdistill.importer.onnx_reader import read_onnx  # noqa: E402
 from ppdistill.importer.runners import run_onnx  # noqa: E402
 
 RNG = np.random.RandomState(7)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "import_weights_tool", os.path.join(ROOT, "tools", "import_weights.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("tools/import_weights.py", "import_weights_tool").main
 
 
 def _rand(*shape, scale=0.5):

@@ -58,12 +58,9 @@ def _check_detections(paths, result, min_boxes_on_pages=10):
 
 
 def test_ppocrv3_det_import_reproduces_the_released_detections(tmp_path, capsys):
-    import importlib.util
+    from conftest import load_script
     paths = fetch_or_skip("ppocrv3_det")
-    spec = importlib.util.spec_from_file_location(
-        "import_weights_tool", os.path.join(ROOT, "tools", "import_weights.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/import_weights.py", "import_weights_tool")
     out = tmp_path / "ppocrv3_det.pdparams"
     config = os.path.join(ROOT, RELEASES["ppocrv3_det"].config)
     assert tool.main(["-c", config, "--source", paths["model"], "--out", str(out)]) == 0

@@ -1,19 +1,13 @@
 """tools/gen_demo_data.py writes into a demo folder of its own and never overwrites user data."""
-import importlib.util
 import os
 
 import pytest
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location(
-        "gen_demo_data", os.path.join(REPO, "tools", "gen_demo_data.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/gen_demo_data.py", "gen_demo_data")
 
 
 def test_default_folder_is_its_own_not_paddleocrs(cli, tmp_path, monkeypatch, capsys):
