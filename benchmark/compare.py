@@ -25,7 +25,8 @@ import statistics
 
 #: variables an arm owns; each arm starts from the parent's environment without them
 ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "PPDISTILL_MALLOC_TRIM",
-                 "PPDISTILL_RECOMPUTE", "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE", "KMP_BLOCKTIME")
+                 "PPDISTILL_RECOMPUTE", "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE",
+                 "KMP_BLOCKTIME")
 ARMS = {
     "env": None,
     "optimised": {},

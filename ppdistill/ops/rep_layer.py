@@ -24,7 +24,8 @@ paddle's autograd keeps every branch's conv output, BN output, each partial sum,
   more GEMMs (:class:`_RepPointwiseSumFunction`): five GEMMs of the layer's size per step where
   paddle runs three per branch. The C x C algebra runs in float64 (float32 loses the cancelling
   terms of the variance and of BN's backward). ``lab`` and the activation follow as a
-  second node (:mod:`ppdistill.ops.lab_act`: one pass each way, keeping only the sum). About 2x paddle's speed on PP-LCNetV3's 240/480-channel pointwise layers;
+  second node (:mod:`ppdistill.ops.lab_act`: one pass each way, keeping only the sum). About
+  2x paddle's speed on PP-LCNetV3's 240/480-channel pointwise layers;
 - pointwise layers, ``"stacked"``: the branch convs are one GEMM (paddle's) into a stacked tensor
   Z, then the same BN / sum / activation kernel (``ppdistill_rep_bn_act``); Z is freed at once
   and recomputed in backward (:data:`RECOMPUTE_POINTWISE`), then two GEMMs give the conv grads.
