@@ -41,6 +41,50 @@ inline float hardswish_grad(float u) {
   return (u + 3.0f <= 0.0f) ? 0.0f : r;
 }
 
+// The tail of PP-LCNetV3's layers on n floats, Lab = [ls, lb, as, ab]:
+//   out = as * hardswish(ls * in + lb) + ab   (act)   or   out = ls * in + lb;   out may be in.
+inline void lab_act_forward(const float* in, float* out, int64_t n, const float* lab, int act) {
+  const float ls = lab[0], lb = lab[1], as = lab[2], ab = lab[3];
+  if (act) {
+#pragma omp simd
+    for (int64_t t = 0; t < n; ++t) out[t] = as * hardswish_value(ls * in[t] + lb) + ab;
+  } else {
+#pragma omp simd
+    for (int64_t t = 0; t < n; ++t) out[t] = ls * in[t] + lb;
+  }
+}
+
+// Its backward for the output gradient d: grad_in (may be in, each element is read before it is
+// written) and part = the float partial sums of the gradients of [ls, lb, as, ab] over the n values.
+inline void lab_act_backward(const float* in, const float* d, float* grad_in, int64_t n,
+                             const float* lab, int act, float part[4]) {
+  const float ls = lab[0], lb = lab[1], as = lab[2];
+  float p_ls = 0.0f, p_lb = 0.0f, p_as = 0.0f, p_ab = 0.0f;
+  if (act) {
+#pragma omp simd reduction(+ : p_ls, p_lb, p_as, p_ab)
+    for (int64_t t = 0; t < n; ++t) {
+      const float x = in[t], u = ls * x + lb;
+      const float gu = d[t] * as * hardswish_grad(u);
+      p_as += d[t] * hardswish_value(u);
+      p_ab += d[t];
+      p_ls += gu * x;
+      p_lb += gu;
+      grad_in[t] = gu * ls;
+    }
+  } else {
+#pragma omp simd reduction(+ : p_ls, p_lb)
+    for (int64_t t = 0; t < n; ++t) {
+      p_ls += d[t] * in[t];
+      p_lb += d[t];
+      grad_in[t] = d[t] * ls;
+    }
+  }
+  part[0] = p_ls;
+  part[1] = p_lb;
+  part[2] = p_as;
+  part[3] = p_ab;
+}
+
 inline void check_cpu_float(const paddle::Tensor& t, const char* op, const char* name) {
   PD_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor");
   PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, op, ": ", name, " must be float32");

@@ -21,7 +21,16 @@ from ppdistill.ops.functional import _contiguous
 from ppdistill.ops.loader import cpu_kernels
 from ppdistill.utils.cpu import kernel_threads
 
-__all__ = ["lab_act"]
+__all__ = ["lab_act", "lab_vector"]
+
+
+def lab_vector(scalars, act):
+    """The kernels' ``[ls, lb, as, ab]`` from the layer's one-element scalars (``act.lab``'s
+    scale 1, bias 0 for a layer without activation)."""
+    scalars = list(scalars)
+    if not act:
+        scalars += [paddle.ones([1], "float32"), paddle.zeros([1], "float32")]
+    return paddle.concat(scalars)
 
 
 class _LabActFunction(PyLayer):
@@ -33,8 +42,7 @@ class _LabActFunction(PyLayer):
         ctx.act = act
         ctx.needs_grad = [not t.stop_gradient for t in (s,) + tuple(scalars)]
         s = _contiguous(s)
-        lab = paddle.concat(list(scalars) if act else list(scalars) + [
-            paddle.ones([1], "float32"), paddle.zeros([1], "float32")])
+        lab = lab_vector(scalars, act)
         y = cpu_kernels().ppdistill_lab_act_forward(s, lab, int(act), kernel_threads())
         ctx.save_for_backward(s, lab)
         return y

@@ -12,8 +12,8 @@
 namespace {
 
 using ppdistill_kernels::check_cpu_float;
-using ppdistill_kernels::hardswish_grad;
-using ppdistill_kernels::hardswish_value;
+using ppdistill_kernels::lab_act_backward;
+using ppdistill_kernels::lab_act_forward;
 using ppdistill_kernels::parallel_for;
 
 // rows x hw view of s: rows = N * C for [N, C, H, W] (the per-row partial sums are what the
@@ -39,24 +39,15 @@ std::vector<paddle::Tensor> LabActForward(const paddle::Tensor& s, const paddle:
   auto y = paddle::empty(s.shape(), paddle::DataType::FLOAT32, s.place());
   const float* sd = s.data<float>();
   float* yd = y.data<float>();
-  const float* l = lab.data<float>();
-  const float ls = l[0], lb = l[1], as = l[2], ab = l[3];
   parallel_for(r.rows, threads, [&](int64_t begin, int64_t end) {
-    const float* in = sd + begin * r.hw;
-    float* out = yd + begin * r.hw;
-    const int64_t n = (end - begin) * r.hw;
-    if (act) {
-#pragma omp simd
-      for (int64_t t = 0; t < n; ++t) out[t] = as * hardswish_value(ls * in[t] + lb) + ab;
-    } else {
-#pragma omp simd
-      for (int64_t t = 0; t < n; ++t) out[t] = ls * in[t] + lb;
-    }
+    lab_act_forward(sd + begin * r.hw, yd + begin * r.hw, (end - begin) * r.hw,
+                    lab.data<float>(), act);
   });
   return {y};
 }
 
-// GradS (like s) and LabPartials [rows, 4]: per row sum(g * d y/d ls), ... for ls, lb, as, ab.
+// GradS (like s) and LabPartials [rows, 4]: per row the partial sums of the gradients of
+// [ls, lb, as, ab].
 std::vector<paddle::Tensor> LabActBackward(const paddle::Tensor& s, const paddle::Tensor& lab,
                                            const paddle::Tensor& grad_y, int act, int threads) {
   RowShape r = row_shape(s, lab, "ppdistill_lab_act_backward");
@@ -68,38 +59,10 @@ std::vector<paddle::Tensor> LabActBackward(const paddle::Tensor& s, const paddle
   const float* gd = grad_y.data<float>();
   float* gsd = grad_s.data<float>();
   float* pd = partials.data<float>();
-  const float* l = lab.data<float>();
-  const float ls = l[0], lb = l[1], as = l[2];
   parallel_for(r.rows, threads, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const float* in = sd + row * r.hw;
-      const float* d = gd + row * r.hw;
-      float* gs = gsd + row * r.hw;
-      float p_ls = 0.0f, p_lb = 0.0f, p_as = 0.0f, p_ab = 0.0f;
-      if (act) {
-#pragma omp simd reduction(+ : p_ls, p_lb, p_as, p_ab)
-        for (int64_t t = 0; t < r.hw; ++t) {
-          const float u = ls * in[t] + lb;
-          const float gu = d[t] * as * hardswish_grad(u);
-          p_as += d[t] * hardswish_value(u);
-          p_ab += d[t];
-          p_ls += gu * in[t];
-          p_lb += gu;
-          gs[t] = gu * ls;
-        }
-      } else {
-#pragma omp simd reduction(+ : p_ls, p_lb)
-        for (int64_t t = 0; t < r.hw; ++t) {
-          p_ls += d[t] * in[t];
-          p_lb += d[t];
-          gs[t] = d[t] * ls;
-        }
-      }
-      float* p = pd + row * 4;
-      p[0] = p_ls;
-      p[1] = p_lb;
-      p[2] = p_as;
-      p[3] = p_ab;
+      const int64_t at = row * r.hw;
+      lab_act_backward(sd + at, gd + at, gsd + at, r.hw, lab.data<float>(), act, pd + row * 4);
     }
   });
   return {grad_s, partials};

@@ -28,8 +28,8 @@ using ppdistill_kernels::DwShape;
 using ppdistill_kernels::check_cpu_float;
 using ppdistill_kernels::dw_plane_backward;
 using ppdistill_kernels::dw_plane_forward;
-using ppdistill_kernels::hardswish_grad;
-using ppdistill_kernels::hardswish_value;
+using ppdistill_kernels::lab_act_backward;
+using ppdistill_kernels::lab_act_forward;
 using ppdistill_kernels::parallel_for;
 
 struct RepShape {
@@ -64,7 +64,6 @@ void rep_channel_forward(const RepShape& s, const RepParams& p, Planes plane, in
     mo[k] = run_mean[k] * momentum + mu * (1.0f - momentum);
     vo[k] = run_var[k] * momentum + var * (1.0f - momentum);
   }
-  const float ls = p.lab[0], lb = p.lab[1], as = p.lab[2], ab = p.lab[3];
   for (int64_t b = 0; b < s.n; ++b) {
     float* q = yd + (b * s.c + ch) * s.hw;
     std::fill(q, q + s.hw, offset);
@@ -74,13 +73,7 @@ void rep_channel_forward(const RepShape& s, const RepParams& p, Planes plane, in
 #pragma omp simd
       for (int64_t t = 0; t < s.hw; ++t) q[t] += aj * z[t];
     }
-    if (p.act) {
-#pragma omp simd
-      for (int64_t t = 0; t < s.hw; ++t) q[t] = as * hardswish_value(ls * q[t] + lb) + ab;
-    } else {
-#pragma omp simd
-      for (int64_t t = 0; t < s.hw; ++t) q[t] = ls * q[t] + lb;
-    }
+    lab_act_forward(q, q, s.hw, p.lab, p.act);
   }
 }
 
@@ -100,7 +93,6 @@ void rep_channel_backward(const RepShape& s, const RepParams& p, Planes plane,
                           const float* gy, float* gs_out, float* gb_out, float* lp,
                           RepScratch* w) {
   const double count = static_cast<double>(s.n * s.hw);
-  const float ls = p.lab[0], lb = p.lab[1], as = p.lab[2];
   float offset = 0.0f;
   for (int64_t j = 0; j < s.j; ++j) {
     const int64_t k = j * s.c + ch;
@@ -118,31 +110,12 @@ void rep_channel_backward(const RepShape& s, const RepParams& p, Planes plane,
 #pragma omp simd
       for (int64_t t = 0; t < s.hw; ++t) q[t] += aj * z[t];
     }
-    const float* d = gy + (b * s.c + ch) * s.hw;
-    float p_ls = 0.0f, p_lb = 0.0f, p_as = 0.0f, p_ab = 0.0f;
-    if (p.act) {
-#pragma omp simd reduction(+ : p_ls, p_lb, p_as, p_ab)
-      for (int64_t t = 0; t < s.hw; ++t) {
-        const float sum = q[t], u = ls * sum + lb;
-        p_as += d[t] * hardswish_value(u);
-        p_ab += d[t];
-        const float gu = d[t] * as * hardswish_grad(u);
-        p_ls += gu * sum;
-        p_lb += gu;
-        q[t] = gu * ls;
-      }
-    } else {
-#pragma omp simd reduction(+ : p_ls, p_lb)
-      for (int64_t t = 0; t < s.hw; ++t) {
-        p_ls += d[t] * q[t];
-        p_lb += d[t];
-        q[t] = d[t] * ls;
-      }
-    }
-    g_ls += p_ls;
-    g_lb += p_lb;
-    g_as += p_as;
-    g_ab += p_ab;
+    float part4[4];
+    lab_act_backward(q, gy + (b * s.c + ch) * s.hw, q, s.hw, p.lab, p.act, part4);
+    g_ls += part4[0];
+    g_lb += part4[1];
+    g_as += part4[2];
+    g_ab += part4[3];
     // while this image's planes are cache-hot: the sums of g and of g * xhat_j
     float part = 0.0f;
 #pragma omp simd reduction(+ : part)

@@ -51,7 +51,7 @@ from paddle.autograd import PyLayer
 from ppdistill.ops.functional import (
     ACTIVATION_CODES, _batch_norm_in_batch_stats_mode, _contiguous, is_depthwise, is_pointwise,
     pointwise_conv_backward, symmetric_padding)
-from ppdistill.ops.lab_act import lab_act
+from ppdistill.ops.lab_act import lab_act, lab_vector
 from ppdistill.ops.loader import cpu_kernels
 from ppdistill.utils.cpu import kernel_threads
 
@@ -111,9 +111,7 @@ class _Plan:
 
     def lab_vector(self, affine):
         """[lab.scale, lab.bias, act.lab.scale, act.lab.bias] (1, 0 for a layer without act)."""
-        if not self.act:
-            affine = affine + [paddle.ones([1], "float32"), paddle.zeros([1], "float32")]
-        return paddle.concat(affine)
+        return lab_vector(affine, self.act)
 
     def stacked_weights(self, weights):
         """(k x k weights stacked branch-major, the 1x1 weight or a placeholder)."""
