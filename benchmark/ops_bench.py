@@ -11,6 +11,8 @@ allocated for backward (paddle's host-memory counter), for paddle's ops and for 
 
     python benchmark/ops_bench.py            # every row
     python benchmark/ops_bench.py --rep      # only the LearnableRepLayer rows
+    python benchmark/ops_bench.py --det      # only PP-LCNetV3 det x0.75's LearnableRepLayers at
+                                             # batch 4 on 320x320 (the PP-OCRv4 det students)
 """
 import os
 import sys
@@ -45,6 +47,15 @@ REP_LAYERS = [
     ((480, 480, 3, 80, 5, 1), "blocks6.3 dw"), ((16, 32, 24, 160, 1, 1), "blocks2.0 pw"),
     ((64, 64, 24, 160, 1, 1), "blocks3.1 pw"), ((240, 240, 12, 80, 1, 1), "blocks5.1 pw"),
     ((480, 480, 3, 80, 1, 1), "blocks6.3 pw")]
+
+#: PP-LCNetV3 x0.75 det LearnableRepLayers at batch 4 on 320x320 crops (ch_PP-OCRv4_det_cml.yml's
+#: students), same layout as REP_LAYERS
+DET_REP_LAYERS = [
+    ((16, 16, 160, 160, 3, 1), "blocks2.0 dw"), ((32, 32, 160, 160, 3, 2), "blocks3.0 dw"),
+    ((48, 48, 80, 80, 3, 1), "blocks3.1 dw"), ((192, 192, 20, 20, 5, 1), "blocks5.1 dw"),
+    ((384, 384, 10, 10, 5, 1), "blocks6.1 dw"), ((16, 32, 160, 160, 1, 1), "blocks2.0 pw"),
+    ((96, 96, 40, 40, 1, 1), "blocks4.1 pw"), ((192, 192, 20, 20, 1, 1), "blocks5.1 pw"),
+    ((192, 384, 10, 10, 1, 1), "blocks6.0 pw"), ((384, 384, 10, 10, 1, 1), "blocks6.1 pw")]
 
 
 def allocated():
@@ -95,7 +106,10 @@ def main():
         print(f"kernels unavailable: {loader.unavailable_reason()}")
         return
     paddle.seed(0)
-    rep_rows()
+    if "--det" in sys.argv[1:]:
+        rep_rows(DET_REP_LAYERS, batch=4)
+        return
+    rep_rows(REP_LAYERS)
     if "--rep" in sys.argv[1:]:
         return
     for batch, cin, cout, height, width, k, stride in LAYERS:
@@ -128,11 +142,12 @@ def _pointwise_variant(fn, inputs, mode, recompute=True):
         rep_layer.POINTWISE_MODE, rep_layer.RECOMPUTE_POINTWISE = saved
 
 
-def rep_rows(batch=32, branches=4, rounds=2):
+def rep_rows(layers, batch=32, branches=4, rounds=2):
     """LearnableRepLayer rows: paddle's ops against the fused node. Pointwise layers are
     measured ``rounds`` times, alternating paddle's ops, the covariance-folded node (``gram``,
-    the default) and the stacked-GEMM node recomputing or keeping its branch outputs."""
-    for (cin, cout, height, width, k, stride), where in REP_LAYERS:
+    forced on whatever the layer's rows per channel), the stacked-GEMM node recomputing or
+    keeping its branch outputs; the row says which path the default takes."""
+    for (cin, cout, height, width, k, stride), where in layers:
         layer = LearnableRepLayer(cin, cout, k, stride=stride, groups=cin if k > 1 else 1,
                                   num_conv_branches=branches)
         layer.train()
@@ -145,9 +160,15 @@ def rep_rows(batch=32, branches=4, rounds=2):
         if k > 1:
             report(label, *both_paths(lambda: layer(x), params))
             continue
+        default = "gram" if rep_layer.rep_layer_plan(x, layer) is not None else "paddle's ops"
         for round_ in range(rounds):
-            ours, theirs = both_paths(lambda: layer(x), params)
-            report(f"{label} [round {round_ + 1}, gram]", ours, theirs)
+            saved = rep_layer.GRAM_MIN_ROWS_PER_CHANNEL
+            rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = 0
+            try:
+                ours, theirs = both_paths(lambda: layer(x), params)
+            finally:
+                rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = saved
+            report(f"{label} [round {round_ + 1}, gram; default: {default}]", ours, theirs)
             for name, recompute in (("stacked, recompute", True), ("stacked, keep Z", False)):
                 ms, kept = _pointwise_variant(lambda: layer(x), params, "stacked", recompute)
                 print(f"    {name}: {ms:7.1f} ms, kept {kept:6.0f} MiB")

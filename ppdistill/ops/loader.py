@@ -2,7 +2,7 @@
 
 The first call compiles the C++ sources (``cpu_kernels.cc``, ``rep_kernels.cc``,
 ``lab_act_kernels.cc`` and their shared
-``kernels_common.h``) with the machine's C++ compiler through
+``kernels_common.h`` / ``dw_stride1.h``) with the machine's C++ compiler through
 ``paddle.utils.cpp_extension.load`` (about 10-20 s) into a build directory under
 ``$PPDISTILL_EXTENSION_DIR`` or ``~/.cache/ppdistill/ops``, keyed by everything that changes
 the build: the source (content and location), the compiler flags, the CPU's feature flags,
@@ -34,7 +34,8 @@ SOURCE = os.path.join(_HERE, "cpu_kernels.cc")
 #: every file compiled into the module, and the header they share (part of the build key)
 SOURCES = (SOURCE, os.path.join(_HERE, "rep_kernels.cc"),
            os.path.join(_HERE, "lab_act_kernels.cc"))
-HEADERS = (os.path.join(_HERE, "kernels_common.h"),)
+HEADERS = (os.path.join(_HERE, "kernels_common.h"),
+           os.path.join(_HERE, "dw_stride1.h"))
 #: -fopenmp-simd: `omp simd` reductions vectorise without linking an OpenMP runtime
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17")
 _STATE = {"module": None, "tried": False, "reason": None}

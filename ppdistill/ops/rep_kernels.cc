@@ -19,6 +19,7 @@
 #include <cmath>
 #include <vector>
 
+#include "dw_stride1.h"
 #include "kernels_common.h"
 
 namespace {
@@ -28,6 +29,13 @@ using ppdistill_kernels::DwShape;
 using ppdistill_kernels::check_cpu_float;
 using ppdistill_kernels::dw_plane_backward;
 using ppdistill_kernels::dw_plane_forward;
+using ppdistill_kernels::dw_stride1_fits;
+using ppdistill_kernels::dw_stride1_forward;
+using ppdistill_kernels::dw_stride1_input_grad;
+using ppdistill_kernels::dw_stride1_weight_grad;
+using ppdistill_kernels::for_kernel_groups;
+using ppdistill_kernels::pad_plane;
+using ppdistill_kernels::PaddedPlane;
 using ppdistill_kernels::lab_act_backward;
 using ppdistill_kernels::lab_act_forward;
 using ppdistill_kernels::parallel_for;
@@ -178,6 +186,13 @@ struct DwRep {
   DwShape s, s1;  // the k x k convs, the 1x1 conv
   RepShape r;
   int64_t kxk, kk;
+  bool stride1;  // the k x k convs take dw_stride1.h's register-blocked loops
+  PaddedPlane padded() const { return PaddedPlane(s.h, s.w, s.kh, s.kw); }
+  // per-thread buffer: the padded input plane, then (backward) each k x k branch's padded
+  // gradient plane
+  int64_t pad_floats(bool backward) const {
+    return stride1 ? padded().size() * (backward ? 1 + kxk : 1) : 0;
+  }
 };
 
 DwRep dw_rep(const paddle::Tensor& x, const paddle::Tensor& w, int stride_h, int stride_w,
@@ -200,22 +215,79 @@ DwRep dw_rep(const paddle::Tensor& x, const paddle::Tensor& w, int stride_h, int
            "ppdistill_rep_dw: the 1x1 branch does not fit the k x k branches");
   PD_CHECK(!identity || (d.s.oh == d.s.h && d.s.ow == d.s.w),
            "ppdistill_rep_dw: an identity branch needs an output of the input's size");
+  d.stride1 = dw_stride1_fits(d.s.kh, d.s.kw, stride_h, stride_w, pad_h, pad_w);
   const int64_t m = d.kxk + (with_1x1 ? 1 : 0);
   d.r = RepShape{d.s.n, c, d.s.oh * d.s.ow, m, m + (identity ? 1 : 0)};
   return d;
 }
 
-// Every conv branch of channel ch, all images, into scratch [M][N][oh*ow].
+// Every conv branch of channel ch, all images, into scratch [M][N][oh*ow]; pad: the padded
+// input plane (d.pad_floats(false) floats) when d.stride1.
 void dw_branches(const DwRep& d, const float* xd, const float* wd, const float* w1d, int64_t ch,
-                 float* scratch) {
+                 float* scratch, float* pad) {
   const RepShape& r = d.r;
   for (int64_t b = 0; b < r.n; ++b) {
     const float* in = xd + (b * r.c + ch) * d.s.h * d.s.w;  // read by every branch, cache-hot
-    for (int64_t br = 0; br < d.kxk; ++br) {
-      dw_plane_forward(d.s, in, wd + (br * r.c + ch) * d.kk, scratch + (br * r.n + b) * r.hw);
+    if (d.stride1) {
+      const PaddedPlane g = d.padded();
+      pad_plane(g, in, pad);
+      for_kernel_groups(d.kxk, [&](auto group, int64_t first) {
+        constexpr int kGroup = decltype(group)::value;
+        const float* kern[kGroup];
+        float* out[kGroup];
+        for (int q = 0; q < kGroup; ++q) {
+          kern[q] = wd + ((first + q) * r.c + ch) * d.kk;
+          out[q] = scratch + ((first + q) * r.n + b) * r.hw;
+        }
+        dw_stride1_forward<kGroup>(g, pad, kern, out);
+      });
+    } else {
+      for (int64_t br = 0; br < d.kxk; ++br) {
+        dw_plane_forward(d.s, in, wd + (br * r.c + ch) * d.kk, scratch + (br * r.n + b) * r.hw);
+      }
     }
     if (r.m > d.kxk) dw_plane_forward(d.s1, in, w1d + ch, scratch + (d.kxk * r.n + b) * r.hw);
   }
+}
+
+// Mean of channel ch over the n planes (plane floats each) of an [N, C, ...] tensor.
+float channel_mean(const float* xd, int64_t n, int64_t c, int64_t ch, int64_t plane) {
+  double sum = 0.0;
+  for (int64_t b = 0; b < n; ++b) {
+    const float* q = xd + (b * c + ch) * plane;
+    float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+    for (int64_t t = 0; t < plane; ++t) part += q[t];
+    sum += part;
+  }
+  return static_cast<float>(sum / static_cast<double>(n * plane));
+}
+
+// Backward of the k x k branches of channel ch, image b, stride 1: the branch gradients are in
+// scratch; adds into gx and acc (kxk * kk doubles).
+void dw_stride1_branches_backward(const DwRep& d, const float* in, const float* wd, int64_t ch,
+                                  int64_t b, const float* scratch, float* pad, float* gx,
+                                  double* acc) {
+  const RepShape& r = d.r;
+  const PaddedPlane g = d.padded();
+  pad_plane(g, in, pad);
+  float* grad_pads = pad + g.size();
+  for (int64_t br = 0; br < d.kxk; ++br) {
+    pad_plane(g, scratch + (br * r.n + b) * r.hw, grad_pads + br * g.size());
+  }
+  for_kernel_groups(d.kxk, [&](auto group, int64_t first) {
+    constexpr int kGroup = decltype(group)::value;
+    const float* kern[kGroup];
+    const float* grads[kGroup];
+    double* sums[kGroup];
+    for (int q = 0; q < kGroup; ++q) {
+      kern[q] = wd + ((first + q) * r.c + ch) * d.kk;
+      grads[q] = grad_pads + (first + q) * g.size();
+      sums[q] = acc + (first + q) * d.kk;
+    }
+    dw_stride1_weight_grad<kGroup>(g, pad, grads, sums);
+    dw_stride1_input_grad<kGroup>(g, grads, kern, gx);
+  });
 }
 
 std::vector<paddle::Tensor> RepDwForward(const paddle::Tensor& x, const paddle::Tensor& w,
@@ -237,12 +309,12 @@ std::vector<paddle::Tensor> RepDwForward(const paddle::Tensor& x, const paddle::
   const float* w1d = with_1x1 ? w1.data<float>() : nullptr;
   const RepParams p{scale.data<float>(), bias.data<float>(), lab.data<float>(), act};
   parallel_for(r.c, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(r.m * r.n * r.hw), a(r.j);
+    std::vector<float> scratch(r.m * r.n * r.hw), a(r.j), pad(d.pad_floats(false));
     auto plane = [&](int64_t j, int64_t b) -> const float* {
       return j < r.m ? scratch.data() + (j * r.n + b) * r.hw : nullptr;
     };
     for (int64_t ch = begin; ch < end; ++ch) {
-      dw_branches(d, xd, wd, w1d, ch, scratch.data());
+      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data());
       auto planes = [&](int64_t j, int64_t b) -> const float* {
         return j < r.m ? plane(j, b) : xd + (b * r.c + ch) * r.hw;
       };
@@ -287,11 +359,11 @@ std::vector<paddle::Tensor> RepDwBackward(const paddle::Tensor& x, const paddle:
   const int64_t in_plane = d.s.h * d.s.w;
   if (!with_1x1) gw1d[0] = 0.0f;
   parallel_for(r.c, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(r.m * r.n * r.hw);
+    std::vector<float> scratch(r.m * r.n * r.hw), pad(d.pad_floats(true));
     std::vector<double> acc(r.m * d.kk);
     RepScratch work(r);
     for (int64_t ch = begin; ch < end; ++ch) {
-      dw_branches(d, xd, wd, w1d, ch, scratch.data());
+      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data());
       auto planes = [&](int64_t j, int64_t b) -> const float* {
         return j < r.m ? scratch.data() + (j * r.n + b) * r.hw : xd + (b * r.c + ch) * r.hw;
       };
@@ -310,14 +382,34 @@ std::vector<paddle::Tensor> RepDwBackward(const paddle::Tensor& x, const paddle:
                            grad_scale.data<float>(), grad_bias.data<float>(),
                            lab_partials.data<float>(), &work);
       std::fill(acc.begin(), acc.end(), 0.0);
+      // The 1x1 branch's weight gradient sum_p g(p) x(p) at stride 1 as sum_p g(p) (x(p) - xbar):
+      // its BN gradient g sums to 0, so the two are equal, but in float32 the rounding of sum g
+      // times the channel mean would dominate on inputs with a large mean.
+      const bool centred_1x1 = with_1x1 && d.stride1;
+      const float xbar = centred_1x1 ? channel_mean(xd, r.n, r.c, ch, in_plane) : 0.0f;
       for (int64_t b = 0; b < r.n; ++b) {
         const float* in = xd + (b * r.c + ch) * in_plane;
         float* gx = gxd + (b * r.c + ch) * in_plane;
-        for (int64_t br = 0; br < d.kxk; ++br) {
-          dw_plane_backward(d.s, in, wd + (br * r.c + ch) * d.kk,
-                            scratch.data() + (br * r.n + b) * r.hw, gx, &acc[br * d.kk]);
+        if (d.stride1) {
+          dw_stride1_branches_backward(d, in, wd, ch, b, scratch.data(), pad.data(), gx,
+                                       acc.data());
+        } else {
+          for (int64_t br = 0; br < d.kxk; ++br) {
+            dw_plane_backward(d.s, in, wd + (br * r.c + ch) * d.kk,
+                              scratch.data() + (br * r.n + b) * r.hw, gx, &acc[br * d.kk]);
+          }
         }
-        if (with_1x1) {
+        if (centred_1x1) {
+          const float* g1 = scratch.data() + (d.kxk * r.n + b) * r.hw;
+          const float w1 = w1d[ch];
+          float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t t = 0; t < in_plane; ++t) {
+            gx[t] += w1 * g1[t];
+            dot += g1[t] * (in[t] - xbar);
+          }
+          acc[d.kxk * d.kk] += dot;
+        } else if (with_1x1) {
           dw_plane_backward(d.s1, in, w1d + ch, scratch.data() + (d.kxk * r.n + b) * r.hw, gx,
                             &acc[d.kxk * d.kk]);
         }

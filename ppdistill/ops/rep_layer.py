@@ -12,12 +12,14 @@ paddle's autograd keeps every branch's conv output, BN output, each partial sum,
 :func:`rep_layer_forward` runs the layer as one ``PyLayer`` instead:
 
 - depthwise layers (``ppdistill_rep_dw``, ``rep_kernels.cc``): one kernel per direction. Each
-  thread takes whole channels: all branch convs of a channel (one read of each input plane)
-  into a per-thread scratch buffer, then every branch's BatchNorm (batch statistics; running
-  mean / variance updated as paddle's BatchNorm does), the sum, ``lab``, hardswish and
-  ``act.lab``. The backward recomputes the convs into the scratch, turns them into their
-  gradients in place and runs the depthwise backward: no tensor of the stacked branch outputs
-  is allocated (large fresh allocations cost page faults on every step);
+  thread takes whole channels: all branch convs of a channel (one read of each input plane; at
+  stride 1 a zero-padded copy and register-held output blocks serving up to four branches per
+  loaded input vector, ``dw_stride1.h``) into a per-thread scratch buffer, then every
+  branch's BatchNorm (batch statistics; running mean / variance updated as paddle's BatchNorm
+  does), the sum, ``lab``, hardswish and ``act.lab``. The backward recomputes the convs into
+  the scratch, turns them into their gradients in place and runs the depthwise backward (at
+  stride 1 the weight and input gradients of up to four branches per pass): no tensor of the
+  stacked branch outputs is allocated (large fresh allocations cost page faults on every step);
 - pointwise layers (default, :data:`POINTWISE_MODE` ``"gram"``): BN with batch statistics makes
   every branch affine in ``x``, with its mean / variance given by the channel means and the
   C x C covariance of ``x``; the branch sum folds into one 1x1 conv and the backward needs three
@@ -40,8 +42,10 @@ It applies in dynamic-graph training on CPU, float32, with every BN in batch-sta
 all BNs with one momentum / epsilon, depthwise (odd k x k, symmetric padding k // 2) or pointwise
 (1x1, stride 1, no groups) branch convs, the compiled kernels available and the layer not
 re-parameterised. Everything else (eval mode, export, GPU, ``rep()``'d layers,
-``PPDISTILL_CPU_KERNELS=0``) takes paddle's ops. The limitation of every ``PyLayer`` applies:
-``paddle.grad`` over a strict subset of the node's inputs fails (see ``functional.py``).
+``PPDISTILL_CPU_KERNELS=0``, pointwise layers on fewer rows than
+:data:`GRAM_MIN_ROWS_PER_CHANNEL` per channel) takes paddle's ops. The limitation of every
+``PyLayer`` applies: ``paddle.grad`` over a strict subset of the node's inputs fails (see
+``functional.py``).
 """
 import paddle
 import paddle.nn.functional as F
@@ -67,6 +71,14 @@ POINTWISE_MODE = "gram"
 #: the ``"gram"`` path's ``lab`` / activation tail runs as one node (:mod:`ppdistill.ops.lab_act`)
 #: instead of paddle's five element-wise ops
 FUSED_TAIL = True
+
+#: the ``"gram"`` path applies to a pointwise layer only when its input has at least this many
+#: rows (batch x height x width) per input channel: its C x C statistics cost ~B C^3 float64
+#: operations per step whatever the rows, so on few rows paddle's per-branch ops are faster
+#: (``benchmark/ops_bench.py --det``, PP-LCNetV3 det x0.75 at batch 4 on 320x320, forward +
+#: backward: 384 channels on 400 rows, ~1 per channel: Gram 52 ms, paddle 39 ms; 192 -> 384 on
+#: 400 rows: 19 vs 20 ms; 192 on 1600 rows, ~8 per channel: 21 vs 36 ms; 96 on 6400: 19 vs 43 ms)
+GRAM_MIN_ROWS_PER_CHANNEL = 8
 
 
 class _Plan:
@@ -218,7 +230,8 @@ class _RepPointwiseSumFunction(PyLayer):
         gamma, beta = paddle.concat(gammas), paddle.concat(betas)
         rows = x.reshape([batch, channels, height * width])
         xbar = rows.mean(axis=[0, 2])
-        centred = rows - xbar.reshape([1, channels, 1])
+        # [C, 1], not [1, C, 1]: paddle's CPU broadcast of the latter is 2-10x slower
+        centred = rows - xbar.reshape([channels, 1])
         cov = (paddle.matmul(centred, centred, transpose_y=True).sum(axis=0) / count) \
             .astype("float64")
         del centred
@@ -239,8 +252,10 @@ class _RepPointwiseSumFunction(PyLayer):
         bias = shift.reshape([-1, out_channels]).sum(axis=0)
         if plan.identity:
             w_eff = w_eff + paddle.diag(scale[n_conv * out_channels:])
-        s = F.conv2d(x, w_eff.astype("float32").reshape([out_channels, channels, 1, 1]),
-                     bias=bias.astype("float32"))
+        # the bias in place as [C, 1, 1]: conv2d's own bias add (a [1, C, 1, 1] broadcast) took
+        # 15 ms of a 20 ms call on [4, 32, 160, 160], this 0.9 ms
+        s = F.conv2d(x, w_eff.astype("float32").reshape([out_channels, channels, 1, 1]))
+        s.add_(bias.astype("float32").reshape([out_channels, 1, 1]))
         mean, variance = mean.astype("float32"), variance.astype("float32")
         momentum = plan.momentum
         for bn, mu, var in zip(plan.bns, paddle.split(mean, len(plan.bns)),
@@ -260,7 +275,7 @@ class _RepPointwiseSumFunction(PyLayer):
         grad_s = _contiguous(grad_s)
         grad_rows = grad_s.reshape([batch, out_channels, height * width])
         grad_sum = grad_rows.sum(axis=[0, 2])  # [Co]: every BN's beta grad
-        centred = x.reshape([batch, channels, height * width]) - xbar.reshape([1, channels, 1])
+        centred = x.reshape([batch, channels, height * width]) - xbar.reshape([channels, 1])
         centred_gram = paddle.matmul(grad_rows, centred, transpose_y=True).sum(axis=0) \
             .astype("float64")
         grad_sum, xbar = grad_sum.astype("float64"), xbar.astype("float64")
@@ -285,8 +300,9 @@ class _RepPointwiseSumFunction(PyLayer):
                     - paddle.matmul(w_eff, grad_sum.reshape([out_channels, 1]), transpose_x=True)
                     / count).reshape([channels])
             grad_x = F.conv2d(grad_s, w_eff.t().astype("float32").reshape(
-                [channels, out_channels, 1, 1]), bias=bias.astype("float32"))
-            grad_x = grad_x - F.conv2d(x, q.astype("float32").reshape([channels, channels, 1, 1]))
+                [channels, out_channels, 1, 1]))
+            grad_x.subtract_(F.conv2d(x, q.astype("float32").reshape([channels, channels, 1, 1])))
+            grad_x.add_(bias.astype("float32").reshape([channels, 1, 1]))
         grad_w, grad_gamma = grad_w.astype("float32"), grad_gamma.astype("float32")
         grad_sum = grad_sum.astype("float32")
         grad_weights = [t.reshape([out_channels, channels, 1, 1])
@@ -336,6 +352,9 @@ def rep_layer_plan(x, layer):
         return None
     if layer.conv_1x1 is None and all(is_pointwise(b.conv) for b in layer.conv_kxk):
         depthwise = False
+        rows = x.shape[0] * x.shape[2] * x.shape[3]
+        if POINTWISE_MODE == "gram" and rows < GRAM_MIN_ROWS_PER_CHANNEL * x.shape[1]:
+            return None
     elif _depthwise_branches_fit(layer):
         depthwise = True
     else:

@@ -106,7 +106,9 @@ def test_rep_layer_with_and_without_fused_tail(monkeypatch):
     layer.train()
     layer.lab.scale.set_value(np.array([1.2], "float32"))
     layer.act.lab.bias.set_value(np.array([0.3], "float32"))
-    x_np = np.random.default_rng(3).normal(0.0, 1.0, [2, 24, 8, 8]).astype("float32")
+    # 288 rows for 24 channels: enough for the Gram node (rep_layer.GRAM_MIN_ROWS_PER_CHANNEL)
+    x_np = np.random.default_rng(3).normal(0.0, 1.0, [2, 24, 12, 12]).astype("float32")
+    assert rep_layer.rep_layer_plan(paddle.to_tensor(x_np), layer) is not None
     results = {}
     for fused in (True, False):
         monkeypatch.setattr(rep_layer, "FUSED_TAIL", fused)

@@ -10,6 +10,17 @@ needs_kernels = pytest.mark.skipif(cpu_kernels() is None,
                                    reason=f"CPU kernels unavailable: {loader.unavailable_reason()}")
 
 
+@pytest.fixture(autouse=True)
+def gram_path_on_small_inputs():
+    """These tests' inputs are tiny: let the pointwise Gram path take them (the shape rule that
+    sends few-row layers to paddle's ops has its own test). Not ``monkeypatch``: tests here call
+    ``monkeypatch.undo()`` midway."""
+    saved = rep_layer.GRAM_MIN_ROWS_PER_CHANNEL
+    rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = 0
+    yield
+    rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = saved
+
+
 def build_layer(in_channels, out_channels, kernel, stride, branches, seed):
     """A LearnableRepLayer with non-trivial BN parameters, running statistics and affines."""
     paddle.seed(seed)
@@ -58,8 +69,28 @@ CASES = [  # in, out, kernel, stride, branches
 @pytest.mark.parametrize("in_channels,out_channels,kernel,stride,branches", CASES)
 def test_fused_rep_layer_matches_paddle(monkeypatch, in_channels, out_channels, kernel, stride,
                                         branches):
+    compare_with_paddle(monkeypatch, in_channels, out_channels, kernel, stride, branches, (9, 11))
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel,branches,plane", [
+    (3, 4, (21, 37)), (5, 5, (19, 33)), (5, 6, (10, 16)), (3, 1, (17, 20))])
+def test_stride1_depthwise_blocks_match_paddle(monkeypatch, kernel, branches, plane):
+    """The stride-1 depthwise loops (dw_stride1.h): several 16-column blocks with a partial
+    last one, more than one 8-row chunk of the weight gradient, 1 to 6 k x k branches (kernel
+    groups of 4 + 1, 4 + 2)."""
+    compare_with_paddle(monkeypatch, 3, 3, kernel, 1, branches, plane, against_float64=True)
+
+
+def compare_with_paddle(monkeypatch, in_channels, out_channels, kernel, stride, branches, plane,
+                        against_float64=False):
+    """A LearnableRepLayer's output, gradients and running statistics through the fused node
+    against paddle's ops on a [3, in_channels, *plane] input. ``against_float64``: parameter
+    gradients are sums over the whole batch with cancelling terms (BN's backward), so on larger
+    planes both float32 paths are compared with paddle's float64 result instead: the fused one
+    must be as close as paddle's own float32."""
     rng = np.random.default_rng(1)
-    x = (rng.standard_normal([3, in_channels, 9, 11]) * 1.5 + 0.3).astype("float32")
+    x = (rng.standard_normal([3, in_channels, *plane]) * 1.5 + 0.3).astype("float32")
     fused_layer = build_layer(in_channels, out_channels, kernel, stride, branches, seed=2)
     plain_layer = build_layer(in_channels, out_channels, kernel, stride, branches, seed=2)
     assert rep_layer.rep_layer_plan(paddle.to_tensor(x), fused_layer) is not None
@@ -75,9 +106,20 @@ def test_fused_rep_layer_matches_paddle(monkeypatch, in_channels, out_channels, 
     assert fused[2].keys() == plain[2].keys()
     assert ("act.lab.scale" in plain[2]) == fused_layer.apply_act
     assert {"lab.scale", "lab.bias"} <= plain[2].keys()
+    exact = None
+    if against_float64:
+        exact_layer = build_layer(in_channels, out_channels, kernel, stride, branches, seed=2)
+        exact_layer.to(dtype="float64")
+        exact = run(exact_layer, x.astype("float64"), grad_out.astype("float64"), False,
+                    monkeypatch)[2]
     for name in plain[2]:
-        np.testing.assert_allclose(fused[2][name], plain[2][name], rtol=1e-4, atol=1e-4,
-                                   err_msg=name)
+        if exact is None:
+            np.testing.assert_allclose(fused[2][name], plain[2][name], rtol=1e-4, atol=1e-4,
+                                       err_msg=name)
+            continue
+        fused_error = np.abs(fused[2][name] - exact[name]).max()
+        plain_error = np.abs(plain[2][name] - exact[name]).max()
+        assert fused_error <= 2 * plain_error + 1e-5 * (1 + np.abs(exact[name]).max()), name
     assert fused[3].keys() == plain[3].keys()
     for name in plain[3]:
         np.testing.assert_allclose(fused[3][name], plain[3][name], rtol=1e-6, atol=1e-6,
@@ -262,3 +304,31 @@ def test_pplcnetv3_training_step_matches_paddle(monkeypatch, build, shape, rep_l
     scale = np.sqrt(sum(float((g ** 2).sum()) for g in exact_grads.values()))
     assert error(fused_grads) <= 2 * error(plain_grads) + 1e-6 * scale
     assert error(fused_grads) <= 2e-4 * scale
+
+
+@needs_kernels
+def test_gram_path_only_on_enough_rows_per_channel(monkeypatch):
+    """A pointwise layer takes the Gram node from GRAM_MIN_ROWS_PER_CHANNEL rows per input
+    channel on and paddle's ops below it (same values either way); depthwise layers always fuse."""
+    monkeypatch.setattr(rep_layer, "GRAM_MIN_ROWS_PER_CHANNEL", 8)
+    layer = build_layer(16, 16, 1, 1, 4, seed=5)
+    few = paddle.randn([2, 16, 4, 4])  # 32 rows: 2 per channel
+    enough = paddle.randn([2, 16, 8, 8])  # 128 rows: 8 per channel
+    assert rep_layer.rep_layer_plan(few, layer) is None
+    assert rep_layer.rep_layer_plan(enough, layer) is not None
+    assert rep_layer.rep_layer_plan(few, build_layer(16, 16, 3, 1, 4, seed=5)) is not None
+    monkeypatch.setattr(rep_layer, "POINTWISE_MODE", "stacked")
+    assert rep_layer.rep_layer_plan(few, layer) is not None
+    monkeypatch.setattr(rep_layer, "POINTWISE_MODE", "gram")
+    x = np.random.default_rng(6).standard_normal([2, 16, 4, 4]).astype("float32")
+    grad_out = np.random.default_rng(7).standard_normal([2, 16, 4, 4]).astype("float32")
+    saved = rep_layer.GRAM_MIN_ROWS_PER_CHANNEL
+    rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = 0
+    try:
+        gram = run(build_layer(16, 16, 1, 1, 4, seed=5), x, grad_out, True, monkeypatch)
+    finally:
+        rep_layer.GRAM_MIN_ROWS_PER_CHANNEL = saved
+    monkeypatch.setattr(rep_layer, "GRAM_MIN_ROWS_PER_CHANNEL", 8)
+    plain = run(build_layer(16, 16, 1, 1, 4, seed=5), x, grad_out, True, monkeypatch)
+    for a, b in zip(gram[:2], plain[:2]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
