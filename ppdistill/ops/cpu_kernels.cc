@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dw_stride1.h"
 #include "kernels_common.h"
 
 namespace {
@@ -34,6 +35,12 @@ using ppdistill_kernels::dw_shape;
 using ppdistill_kernels::check_cpu_float;
 using ppdistill_kernels::dw_plane_backward;
 using ppdistill_kernels::dw_plane_forward;
+using ppdistill_kernels::dw_stride1_fits;
+using ppdistill_kernels::dw_stride1_forward;
+using ppdistill_kernels::dw_stride1_input_grad;
+using ppdistill_kernels::dw_stride1_weight_grad;
+using ppdistill_kernels::pad_plane;
+using ppdistill_kernels::PaddedPlane;
 using ppdistill_kernels::parallel_for;
 
 std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const paddle::Tensor& weight,
@@ -46,10 +53,19 @@ std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const padd
   const float* xd = x.data<float>();
   const float* wd = weight.data<float>();
   float* od = out.data<float>();
+  const bool stride1 = dw_stride1_fits(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw);
+  const PaddedPlane g(s.h, s.w, s.kh, s.kw);
   parallel_for(s.n * s.c, threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> pad(stride1 ? g.size() : 0);
     for (int64_t plane = begin; plane < end; ++plane) {
-      dw_plane_forward(s, xd + plane * s.h * s.w, wd + (plane % s.c) * s.kh * s.kw,
-                       od + plane * s.oh * s.ow);
+      const float* k = wd + (plane % s.c) * s.kh * s.kw;
+      float* o = od + plane * s.oh * s.ow;
+      if (stride1) {  // dw_stride1.h: register-held output blocks over a padded copy
+        pad_plane(g, xd + plane * s.h * s.w, pad.data());
+        dw_stride1_forward<1>(g, pad.data(), &k, &o);
+      } else {
+        dw_plane_forward(s, xd + plane * s.h * s.w, k, o);
+      }
     }
   });
   return {out};
@@ -68,8 +84,12 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
   float* gwd = grad_w.data<float>();
   // One channel per task: its input-gradient planes and its kernel gradient (summed over the
   // batch in a fixed order) belong to that task only.
+  const bool stride1 = dw_stride1_fits(s.kh, s.kw, s.sh, s.sw, s.ph, s.pw);
+  const PaddedPlane padded(s.h, s.w, s.kh, s.kw);
   parallel_for(s.c, threads, [&](int64_t begin, int64_t end) {
     std::vector<double> acc(s.kh * s.kw);
+    // stride 1: the padded input plane, then the padded output-gradient plane
+    std::vector<float> pad(stride1 ? 2 * padded.size() : 0);
     for (int64_t ch = begin; ch < end; ++ch) {
       const float* k = wd + ch * s.kh * s.kw;
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -79,7 +99,17 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
         const float* g = gd + plane * s.oh * s.ow;
         float* gx = gxd + plane * s.h * s.w;
         std::fill(gx, gx + s.h * s.w, 0.0f);
-        dw_plane_backward(s, in, k, g, gx, acc.data());
+        if (stride1) {
+          float* grad_pad = pad.data() + padded.size();
+          pad_plane(padded, in, pad.data());
+          pad_plane(padded, g, grad_pad);
+          const float* grads[1] = {grad_pad};
+          double* sums[1] = {acc.data()};
+          dw_stride1_weight_grad<1>(padded, pad.data(), grads, sums);
+          dw_stride1_input_grad<1>(padded, grads, &k, gx);
+        } else {
+          dw_plane_backward(s, in, k, g, gx, acc.data());
+        }
       }
       for (int64_t t = 0; t < s.kh * s.kw; ++t) gwd[ch * s.kh * s.kw + t] = static_cast<float>(acc[t]);
     }

@@ -137,3 +137,29 @@ def test_legacy_batch_norm_layer_is_fused_too(kernel, groups, act):
     np.testing.assert_allclose(bn_b._variance.numpy(), bn_a._variance.numpy(), rtol=1e-6)
     bn_b.eval()
     assert not fused_path_applies(x, conv_b, bn_b)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel,stride,plane", [
+    (3, 1, (21, 37)), (5, 1, (19, 33)), (3, 1, (4, 16)), (5, 2, (19, 33)), (3, (1, 2), (9, 20))])
+def test_depthwise_kernels_match_float64_conv(kernel, stride, plane):
+    """ppdistill_depthwise_conv2d forward / backward against paddle's float64 conv: stride-1
+    layers take dw_stride1.h's blocks (several 16-column blocks with a partial last one, more
+    than one 8-row chunk of the weight gradient), others the per-tap loops."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal([2, 3, *plane]) * 2 + 0.5
+    w = rng.standard_normal([3, 1, kernel, kernel])
+    strides = (stride, stride) if isinstance(stride, int) else stride
+    x64, w64 = paddle.to_tensor(x, stop_gradient=False), paddle.to_tensor(w, stop_gradient=False)
+    want = F.conv2d(x64, w64, stride=strides, padding=kernel // 2, groups=3)
+    grad = rng.standard_normal(want.shape)
+    want_gx, want_gw = paddle.grad(want, [x64, w64], paddle.to_tensor(grad))
+    ops = cpu_kernels()
+    args = (strides[0], strides[1], kernel // 2, kernel // 2)
+    x32, w32 = paddle.to_tensor(x, "float32"), paddle.to_tensor(w, "float32")
+    got = ops.ppdistill_depthwise_conv2d_forward(x32, w32, *args, 2)
+    got_gx, got_gw = ops.ppdistill_depthwise_conv2d_backward(
+        x32, w32, paddle.to_tensor(grad, "float32"), *args, 2)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(got_gx.numpy(), want_gx.numpy(), rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(got_gw.numpy(), want_gw.numpy(), rtol=1e-5, atol=1e-4)
