@@ -33,7 +33,8 @@ benchmark/run.py, with the teacher's chunked convs of ``fast_conv``): peak RSS 1
 against the optimisations-off baseline's 1.93-2.03 GiB (v3; 1.49 GiB without recomputation) and
 1.13-1.20 against 2.82-3.12 GiB (v4; ~1.5 GiB without), for about one more forward of each
 student per step (~+0.7 s CPU time per step for v3, ~+1.3 s for v4). Quiet, alternating, after
-the fused PP-LCNetV3 tail (benchmark/RESULTS.md, arm ``optimised-norecompute``): v3 3.32 vs 3.09
+the fused PP-LCNetV3 tail and before the stride-1 depthwise blocks (2026-12-02,
+benchmark/RESULTS.md, arm ``optimised-norecompute``): v3 3.32 vs 3.09
 s/iter at 1.05 vs 1.33 GiB, v4 5.34 vs 4.60 s/iter at 1.21 vs 1.43 GiB.
 
 It applies in dygraph training on CPU in one process, with gradient enabled and at least one

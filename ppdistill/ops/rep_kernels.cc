@@ -12,6 +12,8 @@
 //                        input plane is read once for all branches), then statistics, sum and
 //                        activations. Backward recomputes the convs into the scratch, turns
 //                        them in place into their gradients and runs the depthwise backward.
+//                        At stride 1 the k x k branches go through dw_stride1.h (a padded
+//                        copy of the plane, register-held blocks, up to 4 branches per pass).
 //                        No tensor of the stacked branch outputs is ever allocated.
 //   ppdistill_rep_bn_act : pointwise layers, whose branch convs are one GEMM (paddle's):
 //                        the same BN / sum / activation math on the stacked Z [N, M*C, H, W].
