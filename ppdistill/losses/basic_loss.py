@@ -10,6 +10,7 @@ from paddle import nn
 
 from ppdistill.losses.distillation_dkd_rows import dkd_rows
 from ppdistill.ops import dml_softmax_sum
+from ppdistill.ops.log_softmax import log_softmax
 from ppdistill.registry import LOSSES, ConfigError, suggest
 
 
@@ -37,7 +38,7 @@ class CELoss(nn.Layer):
                 label = F.one_hot(label.reshape([-1]).astype("int64"), num_classes)
             soft = (1 - self.epsilon) * label.astype(x.dtype) + self.epsilon / num_classes
             soft = soft.reshape([-1, num_classes])
-            return (-F.log_softmax(x, axis=-1).reshape([-1, num_classes]) * soft).sum(axis=-1)
+            return (-log_softmax(x, axis=-1).reshape([-1, num_classes]) * soft).sum(axis=-1)
         if label.shape[-1] == num_classes:
             return F.cross_entropy(x, F.softmax(label, axis=-1), soft_label=True)
         return F.cross_entropy(x, label.astype("int64"))
@@ -188,7 +189,7 @@ class KLDivLoss(nn.Layer):
     """
 
     def forward(self, logits_student, logits_teacher, mask=None):
-        log_s = F.log_softmax(logits_student, axis=-1)
+        log_s = log_softmax(logits_student, axis=-1)
         t = F.softmax(logits_teacher, axis=-1)
         loss = t * (paddle.log(t + 1e-10) - log_s)
         if mask is None:

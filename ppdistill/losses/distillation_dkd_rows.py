@@ -21,6 +21,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
+from ppdistill.ops.log_softmax import log_softmax
+
 __all__ = ["dkd_rows", "dkd_rows_reference"]
 
 
@@ -30,7 +32,7 @@ def _parts(zs, zt, gt, tau):
     bin_s = paddle.stack([(ps * gt).sum(axis=1), (ps * (1 - gt)).sum(axis=1)], axis=1)
     bin_t = paddle.stack([(pt * gt).sum(axis=1), (pt * (1 - gt)).sum(axis=1)], axis=1)
     pt2 = F.softmax(yt - 1000.0 * gt, axis=1)
-    log_ps2 = F.log_softmax(ys - 1000.0 * gt, axis=1)
+    log_ps2 = log_softmax(ys - 1000.0 * gt, axis=1)
     return ps, bin_s, bin_t, pt2, log_ps2
 
 

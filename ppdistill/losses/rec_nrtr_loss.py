@@ -3,6 +3,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ppdistill.ops.log_softmax import log_softmax
 from ppdistill.registry import LOSSES
 
 SMOOTHING_EPS = 0.1
@@ -40,7 +41,7 @@ def smoothed_cross_entropy(logits, targets, pad_index):
     num_classes = logits.shape[1]
     one_hot = F.one_hot(targets, num_classes).astype(logits.dtype)
     soft = one_hot * (1 - SMOOTHING_EPS) + (1 - one_hot) * SMOOTHING_EPS / (num_classes - 1)
-    loss = -(soft * F.log_softmax(logits, axis=1)).sum(axis=1)
+    loss = -(soft * log_softmax(logits, axis=1)).sum(axis=1)
     if pad_index is None:
         return loss.mean()
     return paddle.masked_select(loss, targets != pad_index).mean()
