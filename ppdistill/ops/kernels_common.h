@@ -179,12 +179,10 @@ inline void dw_plane_backward(const DwShape& s, const float* in, const float* k,
   }
 }
 
-// Batch mean and (biased) variance of one channel whose n planes of hw floats plane(b) returns:
-// float32 sums per plane, accumulated in double, the variance from the centred values.
+// Batch mean of one channel whose n planes of hw floats plane(b) returns: float32 sums per
+// plane, accumulated in double.
 template <typename Plane>
-inline void channel_mean_variance(Plane plane, int64_t n, int64_t hw, float* mean,
-                                  float* variance) {
-  const double count = static_cast<double>(n * hw);
+inline float channel_mean(Plane plane, int64_t n, int64_t hw) {
   double sum = 0.0;
   for (int64_t b = 0; b < n; ++b) {
     const float* q = plane(b);
@@ -193,7 +191,15 @@ inline void channel_mean_variance(Plane plane, int64_t n, int64_t hw, float* mea
     for (int64_t t = 0; t < hw; ++t) part += q[t];
     sum += part;
   }
-  const float mu = static_cast<float>(sum / count);
+  return static_cast<float>(sum / static_cast<double>(n * hw));
+}
+
+// Batch mean and (biased) variance of such a channel, the variance from the centred values.
+template <typename Plane>
+inline void channel_mean_variance(Plane plane, int64_t n, int64_t hw, float* mean,
+                                  float* variance) {
+  const double count = static_cast<double>(n * hw);
+  const float mu = channel_mean(plane, n, hw);
   double sq = 0.0;
   for (int64_t b = 0; b < n; ++b) {
     const float* q = plane(b);

@@ -26,6 +26,7 @@
 
 namespace {
 
+using ppdistill_kernels::channel_mean;
 using ppdistill_kernels::channel_mean_variance;
 using ppdistill_kernels::DwShape;
 using ppdistill_kernels::check_cpu_float;
@@ -190,10 +191,10 @@ struct DwRep {
   int64_t kxk, kk;
   bool stride1;  // the k x k convs take dw_stride1.h's register-blocked loops
   PaddedPlane padded() const { return PaddedPlane(s.h, s.w, s.kh, s.kw); }
-  // per-thread buffer: the padded input plane, then (backward) each k x k branch's padded
-  // gradient plane
+  // per-thread buffer: the padded input plane (backward: every image's, kept from the convs'
+  // recomputation for the gradients), then (backward) each k x k branch's padded gradient plane
   int64_t pad_floats(bool backward) const {
-    return stride1 ? padded().size() * (backward ? 1 + kxk : 1) : 0;
+    return stride1 ? padded().size() * (backward ? r.n + kxk : 1) : 0;
   }
 };
 
@@ -223,16 +224,17 @@ DwRep dw_rep(const paddle::Tensor& x, const paddle::Tensor& w, int stride_h, int
   return d;
 }
 
-// Every conv branch of channel ch, all images, into scratch [M][N][oh*ow]; pad: the padded
-// input plane (d.pad_floats(false) floats) when d.stride1.
+// Every conv branch of channel ch, all images, into scratch [M][N][oh*ow]. When d.stride1,
+// image b's padded input plane goes to pad + b * pad_step (pad_step 0: one reused plane).
 void dw_branches(const DwRep& d, const float* xd, const float* wd, const float* w1d, int64_t ch,
-                 float* scratch, float* pad) {
+                 float* scratch, float* pad, int64_t pad_step) {
   const RepShape& r = d.r;
   for (int64_t b = 0; b < r.n; ++b) {
     const float* in = xd + (b * r.c + ch) * d.s.h * d.s.w;  // read by every branch, cache-hot
     if (d.stride1) {
       const PaddedPlane g = d.padded();
-      pad_plane(g, in, pad);
+      float* padded_in = pad + b * pad_step;
+      pad_plane(g, in, padded_in);
       for_kernel_groups(d.kxk, [&](auto group, int64_t first) {
         constexpr int kGroup = decltype(group)::value;
         const float* kern[kGroup];
@@ -241,7 +243,7 @@ void dw_branches(const DwRep& d, const float* xd, const float* wd, const float* 
           kern[q] = wd + ((first + q) * r.c + ch) * d.kk;
           out[q] = scratch + ((first + q) * r.n + b) * r.hw;
         }
-        dw_stride1_forward<kGroup>(g, pad, kern, out);
+        dw_stride1_forward<kGroup>(g, padded_in, kern, out);
       });
     } else {
       for (int64_t br = 0; br < d.kxk; ++br) {
@@ -252,28 +254,15 @@ void dw_branches(const DwRep& d, const float* xd, const float* wd, const float* 
   }
 }
 
-// Mean of channel ch over the n planes (plane floats each) of an [N, C, ...] tensor.
-float channel_mean(const float* xd, int64_t n, int64_t c, int64_t ch, int64_t plane) {
-  double sum = 0.0;
-  for (int64_t b = 0; b < n; ++b) {
-    const float* q = xd + (b * c + ch) * plane;
-    float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-    for (int64_t t = 0; t < plane; ++t) part += q[t];
-    sum += part;
-  }
-  return static_cast<float>(sum / static_cast<double>(n * plane));
-}
-
 // Backward of the k x k branches of channel ch, image b, stride 1: the branch gradients are in
-// scratch; adds into gx and acc (kxk * kk doubles).
-void dw_stride1_branches_backward(const DwRep& d, const float* in, const float* wd, int64_t ch,
-                                  int64_t b, const float* scratch, float* pad, float* gx,
-                                  double* acc) {
+// scratch, every image's padded input plane at the start of pad (dw_branches); adds into gx and
+// acc (kxk * kk doubles).
+void dw_stride1_branches_backward(const DwRep& d, const float* wd, int64_t ch, int64_t b,
+                                  const float* scratch, float* pad, float* gx, double* acc) {
   const RepShape& r = d.r;
   const PaddedPlane g = d.padded();
-  pad_plane(g, in, pad);
-  float* grad_pads = pad + g.size();
+  const float* padded_in = pad + b * g.size();
+  float* grad_pads = pad + r.n * g.size();
   for (int64_t br = 0; br < d.kxk; ++br) {
     pad_plane(g, scratch + (br * r.n + b) * r.hw, grad_pads + br * g.size());
   }
@@ -287,7 +276,7 @@ void dw_stride1_branches_backward(const DwRep& d, const float* in, const float* 
       grads[q] = grad_pads + (first + q) * g.size();
       sums[q] = acc + (first + q) * d.kk;
     }
-    dw_stride1_weight_grad<kGroup>(g, pad, grads, sums);
+    dw_stride1_weight_grad<kGroup>(g, padded_in, grads, sums);
     dw_stride1_input_grad<kGroup>(g, grads, kern, gx);
   });
 }
@@ -316,7 +305,7 @@ std::vector<paddle::Tensor> RepDwForward(const paddle::Tensor& x, const paddle::
       return j < r.m ? scratch.data() + (j * r.n + b) * r.hw : nullptr;
     };
     for (int64_t ch = begin; ch < end; ++ch) {
-      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data());
+      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data(), 0);
       auto planes = [&](int64_t j, int64_t b) -> const float* {
         return j < r.m ? plane(j, b) : xd + (b * r.c + ch) * r.hw;
       };
@@ -365,7 +354,7 @@ std::vector<paddle::Tensor> RepDwBackward(const paddle::Tensor& x, const paddle:
     std::vector<double> acc(r.m * d.kk);
     RepScratch work(r);
     for (int64_t ch = begin; ch < end; ++ch) {
-      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data());
+      dw_branches(d, xd, wd, w1d, ch, scratch.data(), pad.data(), d.padded().size());
       auto planes = [&](int64_t j, int64_t b) -> const float* {
         return j < r.m ? scratch.data() + (j * r.n + b) * r.hw : xd + (b * r.c + ch) * r.hw;
       };
@@ -388,12 +377,14 @@ std::vector<paddle::Tensor> RepDwBackward(const paddle::Tensor& x, const paddle:
       // its BN gradient g sums to 0, so the two are equal, but in float32 the rounding of sum g
       // times the channel mean would dominate on inputs with a large mean.
       const bool centred_1x1 = with_1x1 && d.stride1;
-      const float xbar = centred_1x1 ? channel_mean(xd, r.n, r.c, ch, in_plane) : 0.0f;
+      const float xbar = centred_1x1 ? channel_mean([&](int64_t b) {
+        return xd + (b * r.c + ch) * in_plane;
+      }, r.n, in_plane) : 0.0f;
       for (int64_t b = 0; b < r.n; ++b) {
         const float* in = xd + (b * r.c + ch) * in_plane;
         float* gx = gxd + (b * r.c + ch) * in_plane;
         if (d.stride1) {
-          dw_stride1_branches_backward(d, in, wd, ch, b, scratch.data(), pad.data(), gx,
+          dw_stride1_branches_backward(d, wd, ch, b, scratch.data(), pad.data(), gx,
                                        acc.data());
         } else {
           for (int64_t br = 0; br < d.kxk; ++br) {
