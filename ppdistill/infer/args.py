@@ -22,7 +22,8 @@ def common_parser(description):
                         help="use the GPU when paddle has one (falls back to the CPU)")
     parser.add_argument("--cpu_threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--enable_mkldnn", type=str2bool, default=None,
-                        help="oneDNN on CPU (default: on for .pdmodel, off for paddle 3 .json)")
+                        help="oneDNN on the CPU (default: on where paddle has it, off with "
+                             "PPDISTILL_ONEDNN=0; a program it cannot run falls back, with a warning)")
     parser.add_argument("--gpu_mem", type=int, default=500)
     parser.add_argument("--warmup", type=str2bool, default=True,
                         help="run one untimed warm-up inference before measuring latency")

@@ -4,6 +4,8 @@ import warnings
 
 import paddle
 
+from ppdistill.infer.onednn import ONEDNN_CACHE_CAPACITY, onednn_default
+
 
 def find_model_files(model_dir):
     """``(model_file, params_file)`` in ``model_dir``: ``inference.json`` (paddle 3 / PIR) or
@@ -69,48 +71,83 @@ def program_input_shape(model_file):
 class InferenceModel:
     """A ``paddle.inference`` predictor: ``model(images) -> list of output arrays``.
 
-    GPU when asked for and available, otherwise CPU with ``cpu_threads`` threads. oneDNN
-    (MKLDNN) is used for ``.pdmodel`` files but always disabled (with a warning if it was asked
-    for) for paddle 3's ``.json`` (PIR) files: paddle 3.3's CPU oneDNN executor fails on them
-    with ``ConvertPirAttribute2RuntimeAttribute not support``.
+    GPU when asked for and available, otherwise CPU with ``cpu_threads`` threads and, unless
+    ``enable_mkldnn`` is False, oneDNN (MKLDNN; ``enable_mkldnn=None`` follows
+    :func:`ppdistill.infer.onednn.onednn_default`: on where paddle has it, off with
+    ``PPDISTILL_ONEDNN=0``). If oneDNN cannot run the program (paddle 3.3 on a ``.json`` program
+    with a scale-factor ``interpolate``, e.g. a det model exported by PaddleOCR; ppdistill's own
+    exports avoid it), the first call says so in one warning and the model runs on paddle's plain
+    CPU kernels from then on (``self.onednn`` tells which).
     """
 
     def __init__(self, model_dir, use_gpu=False, cpu_threads=2, enable_mkldnn=None, gpu_mem=500):
-        from paddle import inference
         model_file, params_file = find_model_files(model_dir)
-        config = inference.Config(model_file, params_file)
+        self.model_file, self.params_file = model_file, params_file
+        self.cpu_threads = int(cpu_threads)
+        self.gpu_mem = gpu_mem
         self.device = "cpu"
         if use_gpu and paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-            config.enable_use_gpu(gpu_mem, 0)
             self.device = "gpu"
+        self.onednn = self.device == "cpu" and (
+            onednn_default() if enable_mkldnn is None else bool(enable_mkldnn))
+        #: a oneDNN program is verified by its first run (paddle fails there, not when loading)
+        self._verified = not self.onednn
+        #: declared input shape (``-1``: any size), e.g. SVTRNet's fixed ``[-1, 3, 48, 320]``
+        self.input_shape = program_input_shape(model_file)
+        self._open(self.onednn)
+
+    def _config(self, onednn):
+        from paddle import inference
+        config = inference.Config(self.model_file, self.params_file)
+        if self.device == "gpu":
+            config.enable_use_gpu(self.gpu_mem, 0)
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(int(cpu_threads))
-            if enable_mkldnn and model_file.endswith(".json"):
-                warnings.warn(f"{model_file}: oneDNN is disabled for paddle 3 (PIR) .json models "
-                              f"on the CPU: paddle 3.3's oneDNN executor cannot run their "
-                              f"attributes (ConvertPirAttribute2RuntimeAttribute)")
-                enable_mkldnn = False
-            if enable_mkldnn is None:
-                enable_mkldnn = not model_file.endswith(".json")
-            if enable_mkldnn:
+            config.set_cpu_math_library_num_threads(self.cpu_threads)
+            if onednn:
                 config.enable_mkldnn()
-            elif hasattr(config, "disable_mkldnn"):
+                config.set_mkldnn_cache_capacity(ONEDNN_CACHE_CAPACITY)
+            elif hasattr(config, "disable_mkldnn"):  # paddle 3 enables it by default
                 config.disable_mkldnn()
         config.switch_use_feed_fetch_ops(False)
         config.switch_ir_optim(True)
         if hasattr(config, "disable_glog_info"):
             config.disable_glog_info()
-        self.model_file = model_file
-        #: declared input shape (``-1``: any size), e.g. SVTRNet's fixed ``[-1, 3, 48, 320]``
-        self.input_shape = program_input_shape(model_file)
-        self.predictor = inference.create_predictor(config)
+        return config
+
+    def _open(self, onednn):
+        from paddle import inference
+        self.predictor = inference.create_predictor(self._config(onednn))
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.outputs = [self.predictor.get_output_handle(n)
                         for n in self.predictor.get_output_names()]
 
-    def __call__(self, images):
+    def _run(self, images):
         self.input.reshape(list(images.shape))
         self.input.copy_from_cpu(images)
         self.predictor.run()
         return [out.copy_to_cpu() for out in self.outputs]
+
+    def __call__(self, images):
+        if self._verified:
+            return self._run(images)
+        try:
+            outputs = self._run(images)
+        except Exception as exc:  # noqa: BLE001 - paddle raises many types; retried without oneDNN
+            onednn_error = exc
+        else:
+            self._verified = True
+            return outputs
+        self._open(onednn=False)
+        try:
+            outputs = self._run(images)
+        except Exception:  # the program's or the input's fault, not oneDNN's: keep it, raise
+            self._open(onednn=True)
+            raise
+        self.onednn, self._verified = False, True
+        lines = [line.strip() for line in str(onednn_error).splitlines() if line.strip()]
+        warnings.warn(f"{self.model_file}: paddle {paddle.__version__}'s oneDNN cannot run this "
+                      f"program ({type(onednn_error).__name__}: {lines[0][:200] if lines else ''}); "
+                      f"running on paddle's plain CPU kernels (slower). A det model exported by "
+                      f"ppdistill's tools/export_model.py runs with oneDNN.")
+        return outputs

@@ -14,7 +14,8 @@ paddle 3.3; a paddle without oneDNN) logs one warning and keeps the dygraph floa
 
 paddle 3.3's oneDNN executor cannot run ``interpolate`` with a ``scale_factor`` attribute
 (``ConvertPirAttribute2RuntimeAttribute``), so during the export a nearest-neighbour upsampling
-by an integer factor is written as two ``repeat_interleave`` ops (the same values).
+by an integer factor is written as two ``repeat_interleave`` ops (the same values;
+:func:`ppdistill.infer.onednn.onednn_runnable_upsampling`, as in ``tools/export_model.py``).
 
 A teacher given as an exported model (``inference_model:`` + ``precision: bf16``) is run by
 :class:`Bf16ExportRunner`, opened by :func:`open_bf16_export`: the export as it is, with every
@@ -23,7 +24,6 @@ probe batch against float32. paddle 3.3 cannot run a ``.json`` (PIR) program wit
 scale-factor ``interpolate`` under oneDNN at all (no op set avoids it): that is reported.
 """
 import atexit
-import contextlib
 import copy
 import logging
 import shutil
@@ -31,8 +31,10 @@ import tempfile
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
+
+from ppdistill.infer.onednn import (PIR_ATTRIBUTE_ERROR, onednn_available,  # noqa: F401
+                                    onednn_runnable_upsampling)
 
 __all__ = ["OneDNNBf16Runner", "Bf16ExportRunner", "open_bf16_export", "cpu_has_bf16",
            "onednn_available", "onednn_bf16_config"]
@@ -48,15 +50,6 @@ def cpu_has_bf16(flags=None):
         from ppdistill.utils.cpu import cpu_info
         flags = cpu_info()["flags"]
     return any(flag in flags for flag in BF16_FLAGS)
-
-
-def onednn_available():
-    """Whether this paddle build has oneDNN (MKLDNN) and ``paddle.inference``."""
-    try:
-        from paddle import inference  # noqa: F401
-        return bool(paddle.base.core.is_compiled_with_mkldnn())
-    except (ImportError, AttributeError):
-        return False
 
 
 def _flatten(value, out):
@@ -97,27 +90,6 @@ class _Flat(nn.Layer):
         # one dummy output per data input, so an input the model does not read still belongs
         # to the program (paddle.jit.save refuses unused inputs); dropped after each run
         return out + [paddle.sum(d.astype("float32")) * 0.0 for d in data]
-
-
-@contextlib.contextmanager
-def _exportable_interpolate():
-    original = F.interpolate
-
-    def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=False,
-                    align_mode=0, data_format="NCHW", name=None):
-        if (mode == "nearest" and size is None and data_format == "NCHW"
-                and isinstance(scale_factor, int) and scale_factor > 1):
-            rows = paddle.repeat_interleave(x, scale_factor, axis=2)
-            return paddle.repeat_interleave(rows, scale_factor, axis=3)
-        return original(x, size=size, scale_factor=scale_factor, mode=mode,
-                        align_corners=align_corners, align_mode=align_mode,
-                        data_format=data_format, name=name)
-
-    F.interpolate = interpolate
-    try:
-        yield
-    finally:
-        F.interpolate = original
 
 
 def onednn_bf16_config(model_file, params_file, threads, bf16_ops=None):
@@ -185,7 +157,7 @@ class OneDNNBf16Runner:
                                         name="x")]
         spec += [paddle.static.InputSpec([None] + list(t.shape[1:]), t.dtype, name=f"data_{i}")
                  for i, t in enumerate(self._data_inputs)]
-        with _exportable_interpolate():
+        with onednn_runnable_upsampling():
             static = paddle.jit.to_static(_Flat(self.model), input_spec=spec, full_graph=True)
             paddle.jit.save(static, f"{self._dir}/inference")
         from paddle import inference
@@ -250,8 +222,6 @@ BF16_OP_SETS = (None,
                 ("conv2d", "depthwise_conv2d", "fused_conv2d", "conv2d_transpose", "batch_norm",
                  "relu", "hard_swish", "hard_sigmoid", "sigmoid", "nearest_interp_v2", "concat"),
                 ("conv2d", "fused_conv2d"))
-#: what paddle 3.3's oneDNN executor raises on a PIR attribute it cannot convert
-PIR_ATTRIBUTE_ERROR = "ConvertPirAttribute2RuntimeAttribute"
 #: a probe output further than this from float32 means a broken program, not bfloat16 rounding
 BF16_SANITY_LIMIT = 0.5
 

@@ -3,7 +3,8 @@ import os
 
 import paddle
 
-from ppdistill.modeling.rep import rep_layers, reparameterized_copy
+from ppdistill.infer.onednn import onednn_runnable_upsampling
+from ppdistill.modeling.rep import deployment_copy, rep_layers
 from ppdistill.registry import ConfigError, suggest
 
 
@@ -61,21 +62,24 @@ class _MapsFirst(paddle.nn.Layer):
 def export_single(model, shape, save_prefix):
     """Trace ``model`` (eval mode, ``return_all_feats`` off) and save it under ``save_prefix``.
 
-    Re-parameterisable layers (PPLCNetV3) are exported fused, from a copy: ``model`` keeps its
-    training form (``ppdistill.modeling.rep``).
+    Re-parameterisable layers (PPLCNetV3) are exported fused, with their affine blocks folded in,
+    from a copy: ``model`` keeps its training form (``ppdistill.modeling.rep.deployment_copy``).
+    Nearest upsamplings by an integer factor are written as ``repeat_interleave`` ops, which
+    paddle 3's oneDNN can run (:func:`ppdistill.infer.onednn.onednn_runnable_upsampling`).
     """
     if hasattr(model, "return_all_feats"):
         model.return_all_feats = False
     model.eval()
-    model = _MapsFirst(reparameterized_copy(model))
+    model = _MapsFirst(deployment_copy(model))
     spec = [paddle.static.InputSpec(shape=list(shape), dtype="float32", name="x")]
-    static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
     # A program of the other format left by an earlier export (paddle 2.x .pdmodel vs paddle 3
     # .json) would not match the new weights: remove both before saving.
     for suffix in (".json", ".pdmodel"):
         if os.path.isfile(save_prefix + suffix):
             os.remove(save_prefix + suffix)
-    paddle.jit.save(static_model, save_prefix)
+    with onednn_runnable_upsampling():  # traced while saving
+        static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+        paddle.jit.save(static_model, save_prefix)
     return [f for f in os.listdir(os.path.dirname(save_prefix) or ".")
             if f.startswith(os.path.basename(save_prefix))]
 

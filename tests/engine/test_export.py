@@ -59,23 +59,6 @@ def test_missing_model_dir_is_clear(tmp_path):
         find_model_files(str(tmp_path))
 
 
-def test_onednn_request_is_safe_for_both_formats(tmp_path):
-    """oneDNN asked for: used with .pdmodel files, refused with a warning for paddle 3 .json."""
-    cfg = distill_config()
-    model = build_model(cfg["Architecture"])
-    export_model(cfg, model, str(tmp_path), names=["Student"])
-    model_dir = os.path.join(str(tmp_path), "Student")
-    x = np.random.rand(1, 3, 16, 16).astype("float32")
-    if find_model_files(model_dir)[0].endswith(".json"):
-        with pytest.warns(UserWarning, match="oneDNN is disabled"):
-            runner = InferenceModel(model_dir, use_gpu=False, enable_mkldnn=True)
-    else:
-        runner = InferenceModel(model_dir, use_gpu=False, enable_mkldnn=True)
-    model.eval()
-    ref = model.Student(paddle.to_tensor(x))["maps"].numpy()
-    np.testing.assert_allclose(runner(x)[0], ref, atol=1e-5)
-
-
 def test_re_export_removes_the_other_format_and_the_loader_picks_a_readable_file(tmp_path):
     """A directory exported by paddle 3 (.json) and then paddle 2.x (.pdmodel), or the reverse,
     must not hand the stale program to the predictor (paddle 2.6 crashed on a stale .json)."""
