@@ -86,6 +86,21 @@ class Graph:
         return users[0] if len(users) == 1 else None
 
 
+def scale_nodes(x, out, scale, bias, bias_after_scale, consts, name):
+    """A paddle ``scale`` op (``scale * x + bias``, or ``scale * (x + bias)``) as a Mul and an Add
+    of constants (added to ``consts``): the form :func:`weighted_ops` reads as an affine op, e.g.
+    the affine block after PPLCNetV3's hardswish in ppdistill's exports
+    (``LearnableRepLayer.fold_affine``)."""
+    scale = np.asarray(scale, "float32").reshape(-1)
+    bias = np.asarray(bias, "float32").reshape(-1)
+    if not bias_after_scale:
+        bias = bias * scale
+    scale_name, bias_name, scaled = f"{out}@scale", f"{out}@bias", f"{out}@scaled"
+    consts[scale_name], consts[bias_name] = scale, bias
+    return [Node("Mul", [x, scale_name], [scaled], {}, name),
+            Node("Add", [scaled, bias_name], [out], {}, name)]
+
+
 def _fold(node, consts):
     value = consts[node.inputs[0]]
     if node.op in ("Identity", "Cast"):

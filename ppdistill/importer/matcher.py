@@ -10,7 +10,10 @@ Fused forms are put back so the eval function is unchanged:
 - a conv bias the training conv has no room for goes into the BN mean (mean - b);
 - a BatchNorm with a different epsilon is compensated in its variance;
 - a re-parameterised layer (``rep`` unit) gets the fused kernel in its first kxk branch (with an
-  identity BN carrying the bias) and every other branch zeroed.
+  identity BN carrying the bias) and every other branch zeroed;
+- its affine block ``lab`` folded into that kernel (ppdistill's exports,
+  ``LearnableRepLayer.fold_affine``: one scalar affine op after the conv instead of one per
+  affine block of the layer) becomes the identity (scale 1, bias 0).
 """
 import numpy as np
 
@@ -198,12 +201,41 @@ def _is_scalar_affine(op):
     return op.kind == "affine" and op.arrays["scale"].size == 1
 
 
+def _lab_folded_into_conv(units, position, ops, index):
+    """Whether ``units[position]`` is the ``lab`` of the re-parameterised layer matched just
+    before and the export folded it into that layer's conv: fewer scalar affine ops follow the
+    conv (from ``ops[index]``) than the layer has affine blocks (``lab``, ``act.lab``)."""
+    unit = units[position]
+    if unit.kind != "affine" or not unit.path.endswith(".lab") or position == 0:
+        return False
+    root = unit.path[:-len(".lab")]
+    previous = units[position - 1]
+    if previous.kind != "rep" or previous.path != root:
+        return False
+    blocks = 1 + sum(1 for later in units[position + 1:position + 2]
+                     if later.kind == "affine" and later.path == root + ".act.lab")
+    following = 0
+    while index + following < len(ops) and _is_scalar_affine(ops[index + following]):
+        following += 1
+    return following < blocks
+
+
+def _set_identity_affine(unit, updates):
+    path, layer = unit.layers["affine"]
+    for name, param in layer.named_parameters(include_sublayers=False):
+        updates[_key(path, name)] = np.full(_shape(param), 1.0 if name == "scale" else 0.0,
+                                            "float32")
+
+
 def match(units, ops):
     """Return ``{state_dict key: array}`` for every unit, or raise :class:`StructureMismatch`."""
     updates = {}
     ops = list(ops)
     index = 0
-    for unit in units:
+    for position, unit in enumerate(units):
+        if _lab_folded_into_conv(units, position, ops, index):
+            _set_identity_affine(unit, updates)
+            continue
         # a scalar multiply-add that no learnable layer accounts for is a fixed op (e.g. the
         # attention scale q * d**-0.5 exported as Mul + Add): not a weight
         while index < len(ops) and unit.kind != "affine" and _is_scalar_affine(ops[index]):

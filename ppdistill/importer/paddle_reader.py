@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 
-from ppdistill.importer.graph import Graph, Node
+from ppdistill.importer.graph import Graph, Node, scale_nodes
 
 # VarType.Type codes of the tensor element types (framework.proto)
 _DTYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "float32",
@@ -111,6 +111,11 @@ def _read_pdmodel(program_path, params_path):
             nodes.append(Node("Reshape", [(slots.get("X") or [""])[0], shape_name],
                               outs[:1] or [f"{op.type}_{len(nodes)}"], {},
                               f"{op.type}:{outs[0] if outs else len(nodes)}"))
+            continue
+        if op.type == "scale" and outs and not slots.get("ScaleTensor"):
+            nodes += scale_nodes((slots.get("X") or [""])[0], outs[0], attrs.get("scale", 1.0),
+                                 attrs.get("bias", 0.0), attrs.get("bias_after_scale", True),
+                                 consts, f"scale:{outs[0]}")
             continue
         onnx_op, order, attr_map = _OPS.get(op.type, (op.type, tuple(slots), {}))
         inputs = [(slots.get(slot) or [""])[0] for slot in order]

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from ppdistill.importer.graph import Graph, Node
+from ppdistill.importer.graph import Graph, Node, scale_nodes
 from ppdistill.importer.paddle_reader import read_tensors
 
 #: PIR op -> (ONNX op, input positions in ONNX order, {pir attr: onnx attr})
@@ -79,6 +79,11 @@ def read_pir(program_path, params_path):
             continue
         inputs = [str(i["%"]) if isinstance(i, dict) and "%" in i else ""
                   for i in op.get("I") or []]
+        if op_type == "scale" and outputs and len(inputs) > 1 and inputs[1] in consts:
+            nodes += scale_nodes(inputs[0], outputs[0], consts[inputs[1]], attrs.get("bias", 0.0),
+                                 attrs.get("bias_after_scale", True), consts,
+                                 f"scale:{outputs[0]}")
+            continue
         onnx_op, order, attr_map = _OPS.get(op_type, (op_type, tuple(range(len(inputs))), {}))
         inputs = [inputs[i] if i < len(inputs) else "" for i in order]
         mapped = {attr_map[k]: v for k, v in attrs.items() if k in attr_map}

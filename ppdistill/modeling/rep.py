@@ -3,11 +3,13 @@
 Layers that can fold their training-time branches into one operator (PPLCNetV3's
 ``LearnableRepLayer``) expose a ``rep()`` method and an ``is_repped`` flag. :func:`reparameterize`
 calls it on every such sub-layer of any model (single or DistillationModel), as PaddleOCR's export
-does for PPLCNetV3; ``tools/export_model.py`` exports the re-parameterised form.
+does for PPLCNetV3; ``tools/export_model.py`` exports the re-parameterised form with the affine
+blocks folded in as well (:func:`deployment_copy`).
 """
 import copy
 
-__all__ = ["rep_layers", "reparameterize", "reparameterized_copy"]
+__all__ = ["rep_layers", "reparameterize", "reparameterized_copy", "fold_affine_blocks",
+           "deployment_copy"]
 
 
 def rep_layers(model):
@@ -41,4 +43,30 @@ def reparameterized_copy(model):
         return model
     fused = copy.deepcopy(model)
     reparameterize(fused)
+    return fused
+
+
+def fold_affine_blocks(model):
+    """Call ``fold_affine()`` on every re-parameterised sub-layer of ``model`` that has one (e.g.
+    PPLCNetV3's ``LearnableRepLayer``: its affine block goes into the fused conv, the one after
+    the activation becomes a single scale op); returns how many were folded. For deployment
+    only: the folded layers no longer train their affine blocks."""
+    layers = [layer for layer in [model] + list(model.sublayers())
+              if callable(getattr(layer, "fold_affine", None)) and getattr(layer, "is_repped", False)
+              and not getattr(layer, "affine_folded", False)]
+    for layer in layers:
+        layer.fold_affine()
+    return len(layers)
+
+
+def deployment_copy(model):
+    """What ``tools/export_model.py`` exports: a deep copy of ``model`` (left unchanged) with the
+    branches fused (:func:`reparameterize`) and the affine blocks folded
+    (:func:`fold_affine_blocks`), or ``model`` itself if nothing fuses. The eval output equals
+    ``model``'s up to float32 rounding."""
+    if not rep_layers(model):
+        return model
+    fused = copy.deepcopy(model)
+    reparameterize(fused)
+    fold_affine_blocks(fused)
     return fused

@@ -104,6 +104,53 @@ def test_repped_export_goes_back_into_training_form(tmp_path):
     np.testing.assert_allclose(model(image)["maps"].numpy(), expected, atol=1e-5)
 
 
+@BACKBONES.register("ImporterRepToyStride2")
+class ImporterRepToyStride2(ImporterRepToy):
+    """ImporterRepToy with a stride-2 depthwise layer (no activation, one affine block) next."""
+
+    def __init__(self, in_channels=3, channels=8):
+        super().__init__(in_channels, channels)
+        self.down = LearnableRepLayer(channels, channels, 3, stride=2, groups=channels,
+                                      num_conv_branches=2)
+
+    def forward(self, x):
+        return self.down(super().forward(x))
+
+    def rep(self):
+        super().rep()
+        self.down.rep()
+
+
+def test_ppdistill_export_with_folded_affine_blocks_goes_back_into_training_form(tmp_path):
+    """tools/export_model.py folds each rep layer's lab into its conv and writes act.lab as one
+    scale op: the importer reads that and puts lab back as the identity."""
+    from ppdistill.utils.export import export_model
+    config = _config({"name": "ImporterRepToyStride2"})
+    source = build_model(config["Architecture"])
+    _randomise(source, 4)
+    source.eval()
+    image = paddle.to_tensor(np.random.RandomState(5).uniform(-1, 1, (1, 3, 20, 28))
+                             .astype("float32"))
+    expected = source(image)["maps"].numpy()
+    directory = export_model(config, source, str(tmp_path))[""]
+    _, _, graph, _ = read_export(directory)
+    kinds = [op.kind for op in weighted_ops(graph)]
+    # stem, dw, 2 SE, pw, down, head convs; one scalar affine (act.lab) for dw and for pw only
+    assert kinds.count("conv") == 7 and kinds.count("affine") == 2
+    result = import_weights(config, directory)
+    assert result.max_diff < 1e-5
+    state = {k: np.asarray(v) for k, v in result.state_dict.items()}
+    for layer in ("dw", "pw", "down"):
+        np.testing.assert_array_equal(state[f"backbone.{layer}.lab.scale"], 1)
+        np.testing.assert_array_equal(state[f"backbone.{layer}.lab.bias"], 0)
+    np.testing.assert_allclose(state["backbone.dw.act.lab.scale"],
+                               source.backbone.dw.act.lab.scale.numpy(), rtol=1e-6)
+    model = build_model(config["Architecture"])
+    model.set_state_dict(result.state_dict)
+    model.eval()
+    np.testing.assert_allclose(model(image)["maps"].numpy(), expected, atol=1e-5)
+
+
 def test_paddle_export_that_does_not_fit_names_the_layer(tmp_path):
     source = build_model(_config({"name": "ToyBackbone", "channels": 6})["Architecture"])
     with pytest.raises(ImportFailed, match="layer 'backbone.conv'"):

@@ -64,3 +64,25 @@ def test_rec_backbone_export_matches_eval(tmp_path, caplog):
     output = InferenceModel(written[""], use_gpu=False)(x)[0]
     assert output.shape == (2, 480, 1, 10)
     np.testing.assert_allclose(output, reference, atol=1e-5, rtol=0)
+
+
+def test_fold_affine_keeps_the_eval_function():
+    """rep() then fold_affine(): lab inside the conv, act.lab as constants of one scale op."""
+    import pytest
+    from ppdistill.modeling.backbones.rec_lcnetv3 import LearnableRepLayer
+    from ppdistill.modeling.rep import deployment_copy, fold_affine_blocks
+    x = paddle.to_tensor(np.random.RandomState(2).uniform(-1, 1, (2, 6, 9, 11)).astype("float32"))
+    for stride in (1, 2, (2, 1)):
+        paddle.seed(1)
+        layer = randomize(LearnableRepLayer(6, 6, 3, stride=stride, groups=6,
+                                            num_conv_branches=3), seed=4)
+        layer.eval()
+        reference = layer(x).numpy()
+        with pytest.raises(RuntimeError, match="call rep"):
+            layer.fold_affine()
+        deployed = deployment_copy(layer)
+        assert deployed is not layer and not layer.is_repped and not layer.affine_folded
+        assert deployed.affine_folded and fold_affine_blocks(deployed) == 0  # idempotent
+        np.testing.assert_allclose(deployed(x).numpy(), reference, atol=1e-5, rtol=0)
+        assert deployed.act_affine == (float(layer.act.lab.scale.numpy()[0]),
+                                       float(layer.act.lab.bias.numpy()[0]))
