@@ -8,12 +8,15 @@ reference arm measured in the same run on the same machine.
 - ``env``: the parent's environment unchanged (the default of ``run.py`` without ``--arms``;
   e.g. ``PPDISTILL_CPU_KERNELS=0 python benchmark/run.py`` measures paddle's ops).
 - ``optimised``: ppdistill as shipped (own CPU kernels, shifted-GEMM frozen convs, the thread
-  choice of ``ppdistill.utils.cpu``, MKL's AVX2 path on AMD/Hygon CPUs with AVX2).
+  choice of ``ppdistill.utils.cpu``, MKL's AVX2 path on AMD/Hygon CPUs with AVX2; the exported
+  Student run by ``paddle.inference`` with oneDNN, ``ppdistill.infer.onednn``).
 - ``baseline``: the stand-in for a PaddleOCR-equivalent implementation: the same code with
   ppdistill's optimisations off (``PPDISTILL_CPU_KERNELS=0 PPDISTILL_FAST_CONV=0
   PPDISTILL_MALLOC_TRIM=0``), paddle's
   default threads (1) and MKL's own code-path choice (``MKL_DEBUG_CPU_TYPE`` empty: what
-  PaddleOCR gets, the generic path on AMD).
+  PaddleOCR gets, the generic path on AMD), and the exported Student run without oneDNN
+  (``PPDISTILL_ONEDNN=0``: paddle 3.3's oneDNN cannot run a ``.json`` det program exported the
+  PaddleOCR way, and switching it off is the usual workaround).
 - ``baseline-avx2``: ``baseline`` with MKL's AVX2 path (``MKL_DEBUG_CPU_TYPE=5``), one thread:
   separates the MKL switch from the rest.
 - ``optimised-norecompute``: ``optimised`` without the trained det students' activation
@@ -26,17 +29,18 @@ import statistics
 #: variables an arm owns; each arm starts from the parent's environment without them
 ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "PPDISTILL_MALLOC_TRIM",
                  "PPDISTILL_RECOMPUTE", "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE",
-                 "KMP_BLOCKTIME")
+                 "KMP_BLOCKTIME", "PPDISTILL_ONEDNN")
 ARMS = {
     "env": None,
     "optimised": {},
     "optimised-norecompute": {"PPDISTILL_RECOMPUTE": "0"},
     "optimised-bf16": {},
     "baseline": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
-                 "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": ""},
+                 "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": "",
+                 "PPDISTILL_ONEDNN": "0"},
     "baseline-avx2": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
                       "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1",
-                      "MKL_DEBUG_CPU_TYPE": "5"},
+                      "MKL_DEBUG_CPU_TYPE": "5", "PPDISTILL_ONEDNN": "0"},
 }
 #: extra ``-o`` overrides of an arm
 ARM_OVERRIDES = {"optimised-bf16": ["Architecture.Models.Teacher.precision=bf16"]}
@@ -119,4 +123,35 @@ def ratio_lines(task, by_arm, reference="baseline"):
                   f"×{want_speed}: {'met' if speed >= want_speed else 'MISSED'}), peak RSS "
                   f"×{memory:.2f} (want ≤ ×{want_memory}: "
                   f"{'met' if memory <= want_memory else 'MISSED'})"]
+    return lines
+
+
+#: the exported Student's latency rows of ``run.py`` (``result["inference"]``)
+INFERENCE_ROWS = ("default", "default_onednn_on", "default_onednn_off", "1_thread",
+                  "default_batch8")
+
+
+def inference_lines(by_arm, reference="baseline"):
+    """Markdown lines: the exported Student's median ms per image of every arm and row (medians
+    over the rounds), whether oneDNN ran, and the speed-up against ``reference``'s same row."""
+    table = {}
+    for arm, results in by_arm.items():
+        for row in INFERENCE_ROWS:
+            runs = [r["inference"][row] for r in results if row in r.get("inference", {})]
+            if runs:
+                table[(arm, row)] = (statistics.median(run["ms_per_image_median"] for run in runs),
+                                     runs[0])
+    if not table:
+        return []
+    lines = ["| arm | row | threads | batch | oneDNN | ms per image (median of rounds) | "
+             f"speed-up vs {reference} (same row) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm in by_arm:
+        for row in INFERENCE_ROWS:
+            if (arm, row) not in table:
+                continue
+            ms, run = table[(arm, row)]
+            ref = table.get((reference, row))
+            speed = "–" if ref is None or arm == reference else f"×{ref[0] / ms:.2f}"
+            lines.append(f"| {arm} | {row} | {run['threads']} | {run['input'][0]} | "
+                         f"{'on' if run.get('onednn') else 'off'} | {ms:.2f} | {speed} |")
     return lines

@@ -16,7 +16,8 @@ shipped config with ``-o``-style overrides, runs ``--warmup`` training steps, th
 timed steps (data loading included), and prints: s/iter, images/s, the split of a step
 (reader / each sub-model's forward / loss / backward+update / rest), peak resident memory of
 the main process (and of DataLoader workers, if any), the loss values of the first steps, and
-the latency per image of the exported Student run with ``paddle.inference``. The parent prints
+the latency per image of the exported Student run with ``paddle.inference`` (in a fresh process,
+``benchmark/infer_latency.py``). The parent prints
 the machine (CPU model, vendor, family/model, ISA flags), the versions and a summary.
 
 By default the child runs with the engine's own CPU settings (``ppdistill.utils.cpu``: MKL's
@@ -221,23 +222,6 @@ def batches(loader):
         yield from loader
 
 
-def inference_input(task, shape, data_root):
-    """A real generated image, resized and normalised to ``shape`` (N, C, H, W)."""
-    import cv2
-    import numpy as np
-    _, _, height, width = shape
-    if kind(task) == "det":
-        path = os.path.join(data_root, "ch4_test_images", "img_1.jpg")
-        image = cv2.resize(cv2.imread(path), (width, height)).astype("float32") / 255.0
-        image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-    else:
-        path = os.path.join(data_root, "val", "word_0.png")
-        image = cv2.resize(cv2.imread(path), (width, height)).astype("float32") / 255.0
-        image = (image - 0.5) / 0.5
-    chw = image.transpose(2, 0, 1).astype("float32")
-    return np.ascontiguousarray(np.stack([chw] * shape[0]))
-
-
 def export_student(trainer, task, export_dir):
     """Export the Student (dynamic H/W; fixed benchmark size if that fails)."""
     from ppdistill.utils.export import export_model, export_single
@@ -254,25 +238,9 @@ def export_student(trainer, task, export_dir):
                 f"exported with fixed input {shape}")
 
 
-def measure_inference(model_dir, x, threads, enable_mkldnn, runs=10):
-    from ppdistill.infer.predictor import InferenceModel
-    model = InferenceModel(model_dir, use_gpu=False, cpu_threads=max(threads, 1),
-                           enable_mkldnn=enable_mkldnn)
-    for _ in range(2):
-        model(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) / x.shape[0])
-    return {"ms_per_image_median": round(1000 * statistics.median(times), 2),
-            "ms_per_image_min": round(1000 * min(times), 2),
-            "ms_per_image_max": round(1000 * max(times), 2),
-            "input": list(x.shape), "threads": max(threads, 1), "onednn": enable_mkldnn}
-
-
 def run_child(args):
     task, spec = args.child, TASKS[args.child]
+    launch_env = dict(os.environ)  # for the inference process: no training-time settings
     set_cpu_environment(args.mkl_avx2, args.kmp_blocktime)
     from ppdistill.utils.cpu import setup_tool_process
     setup_tool_process()  # before paddle is imported, as tools/train.py does
@@ -343,32 +311,29 @@ def run_child(args):
                                                 "run_dtypes", {}).items()},
     }
     if not args.no_infer:
-        result["inference"] = run_inference(trainer, task, spec, args)
+        result["inference"] = run_inference(trainer, task, spec, args, launch_env)
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
-def run_inference(trainer, task, spec, args):
-    """Export the Student and time it with paddle.inference.
-
-    The training-time ``FLAGS_use_mkldnn`` is switched off first: left on, paddle 3's PIR
-    executor runs the exported program through oneDNN instructions and fails on
-    ``interpolate`` (ConvertPirAttribute2RuntimeAttribute: ArrayAttribute<DoubleAttribute>).
-    """
-    import paddle
-    paddle.set_flags({"FLAGS_use_mkldnn": False})
+def run_inference(trainer, task, spec, args, launch_env):
+    """Export the Student, then time it in a fresh process (``benchmark/infer_latency.py``,
+    started as the predict tools start: the environment this child was launched with, without
+    the training-time thread settings, e.g. ``KMP_BLOCKTIME=0``, which costs oneDNN ~50 %)."""
     out = {}
     try:
         model_dir, how = export_student(trainer, task, os.path.join(args.work_dir, "export", task))
         out["export"] = how
-        x = inference_input(task, spec["infer_shape"], args.data_dir)
-        # oneDNN stays as InferenceModel decides (off for paddle 3 .json programs).
-        cores = args.threads if args.threads > 0 else len(os.sched_getaffinity(0))
-        out["default"] = measure_inference(model_dir, x, cores, None)
-        if cores > 1:
-            out["1_thread"] = measure_inference(model_dir, x, 1, None)
-        if kind(task) == "rec":
-            batch8 = inference_input(task, [8] + spec["infer_shape"][1:], args.data_dir)
-            out["default_batch8"] = measure_inference(model_dir, batch8, cores, None)
+        cmd = [sys.executable, os.path.join(BENCH_DIR, "infer_latency.py"), "--model-dir",
+               model_dir, "--kind", kind(task), "--data-dir", args.data_dir,
+               "--shape", ",".join(str(v) for v in spec["infer_shape"]),
+               "--threads", str(args.threads), "--mkl-avx2", str(args.mkl_avx2),
+               "--kmp-blocktime", str(args.kmp_blocktime)]
+        proc = subprocess.run(cmd, cwd=REPO, env=launch_env, capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("LATENCY_RESULT ")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+            raise RuntimeError(f"infer_latency.py exit {proc.returncode}: {tail[0][:200]}")
+        out.update(json.loads(lines[-1][len("LATENCY_RESULT "):]))
     except Exception as exc:  # noqa: BLE001
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return out
@@ -477,7 +442,8 @@ def summarize(task, results):
         print("first-step losses identical across runs: max |diff| = "
               f"{losses_identical(results):.3g}")
     infer = first.get("inference", {})
-    for key in ("export", "default", "1_thread", "default_batch8", "error"):
+    for key in ("export", "default", "default_onednn_on", "default_onednn_off", "1_thread",
+                "default_batch8", "error"):
         if key in infer:
             print(f"inference {key}: {infer[key]}")
 
@@ -550,6 +516,10 @@ def main(argv=None):
         if len(args.arms) > 1:
             print(f"\n##### {task}: arms side by side (same session, alternating order)")
             print("\n".join(compare.ratio_lines(task, all_results[task])))
+            infer = compare.inference_lines(all_results[task])
+            if infer:
+                print("\nexported Student, paddle.inference (rows: benchmark/run.py run_inference)")
+                print("\n".join(infer))
 
 
 if __name__ == "__main__":
