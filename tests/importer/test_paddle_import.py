@@ -66,6 +66,17 @@ def _config(backbone):
     return {"Global": {}, "Architecture": arch}
 
 
+def _randomised_source(backbone, seed, image_seed):
+    """(config, randomised eval-mode model, a 1x3x20x28 image, the model's maps on it)."""
+    config = _config({"name": backbone})
+    source = build_model(config["Architecture"])
+    _randomise(source, seed)
+    source.eval()
+    image = paddle.to_tensor(np.random.RandomState(image_seed).uniform(-1, 1, (1, 3, 20, 28))
+                             .astype("float32"))
+    return config, source, image, source(image)["maps"].numpy()
+
+
 def test_plain_model_roundtrip_is_exact(tmp_path):
     config = {"Global": {}, "Architecture": toy_model_config()}
     source = build_model(config["Architecture"])
@@ -80,13 +91,7 @@ def test_plain_model_roundtrip_is_exact(tmp_path):
 
 
 def test_repped_export_goes_back_into_training_form(tmp_path):
-    config = _config({"name": "ImporterRepToy"})
-    source = build_model(config["Architecture"])
-    _randomise(source, 2)
-    source.eval()
-    image = paddle.to_tensor(np.random.RandomState(3).uniform(-1, 1, (1, 3, 20, 28))
-                             .astype("float32"))
-    expected = source(image)["maps"].numpy()
+    config, source, image, expected = _randomised_source("ImporterRepToy", 2, 3)
     source.backbone.rep()
     directory = _export(source, tmp_path)
     _, _, graph, _ = read_export(directory)
@@ -125,13 +130,7 @@ def test_ppdistill_export_with_folded_affine_blocks_goes_back_into_training_form
     """tools/export_model.py folds each rep layer's lab into its conv and writes act.lab as one
     scale op: the importer reads that and puts lab back as the identity."""
     from ppdistill.utils.export import export_model
-    config = _config({"name": "ImporterRepToyStride2"})
-    source = build_model(config["Architecture"])
-    _randomise(source, 4)
-    source.eval()
-    image = paddle.to_tensor(np.random.RandomState(5).uniform(-1, 1, (1, 3, 20, 28))
-                             .astype("float32"))
-    expected = source(image)["maps"].numpy()
+    config, source, image, expected = _randomised_source("ImporterRepToyStride2", 4, 5)
     directory = export_model(config, source, str(tmp_path))[""]
     _, _, graph, _ = read_export(directory)
     kinds = [op.kind for op in weighted_ops(graph)]
