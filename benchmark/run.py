@@ -51,6 +51,7 @@ import sysinfo  # noqa: E402  (benchmark/sysinfo.py)
 RESULT_TAG = "BENCH_RESULT "
 
 import compare  # noqa: E402  (benchmark/compare.py: arms and ratios)
+import infer_latency  # noqa: E402  (benchmark/infer_latency.py: an export's latency rows)
 
 TASKS = {
     "det": {"config": "configs/det/ch_PP-OCRv3_det_cml.yml", "batch": 4, "iters": 6,
@@ -329,11 +330,12 @@ def run_inference(trainer, task, spec, args, launch_env):
                "--threads", str(args.threads), "--mkl-avx2", str(args.mkl_avx2),
                "--kmp-blocktime", str(args.kmp_blocktime)]
         proc = subprocess.run(cmd, cwd=REPO, env=launch_env, capture_output=True, text=True)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("LATENCY_RESULT ")]
+        tag = infer_latency.RESULT_TAG
+        lines = [line for line in proc.stdout.splitlines() if line.startswith(tag)]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
             raise RuntimeError(f"infer_latency.py exit {proc.returncode}: {tail[0][:200]}")
-        out.update(json.loads(lines[-1][len("LATENCY_RESULT "):]))
+        out.update(json.loads(lines[-1][len(tag):]))
     except Exception as exc:  # noqa: BLE001
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return out
@@ -442,8 +444,7 @@ def summarize(task, results):
         print("first-step losses identical across runs: max |diff| = "
               f"{losses_identical(results):.3g}")
     infer = first.get("inference", {})
-    for key in ("export", "default", "default_onednn_on", "default_onednn_off", "1_thread",
-                "default_batch8", "error"):
+    for key in ("export",) + compare.INFERENCE_ROWS + ("error",):
         if key in infer:
             print(f"inference {key}: {infer[key]}")
 

@@ -64,9 +64,7 @@ def deployment_copy(model):
     branches fused (:func:`reparameterize`) and the affine blocks folded
     (:func:`fold_affine_blocks`), or ``model`` itself if nothing fuses. The eval output equals
     ``model``'s up to float32 rounding."""
-    if not rep_layers(model):
-        return model
-    fused = copy.deepcopy(model)
-    reparameterize(fused)
-    fold_affine_blocks(fused)
+    fused = reparameterized_copy(model)
+    if fused is not model:
+        fold_affine_blocks(fused)
     return fused
