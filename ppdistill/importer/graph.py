@@ -93,6 +93,8 @@ def scale_nodes(x, out, scale, bias, bias_after_scale, consts, name):
     (``LearnableRepLayer.fold_affine``)."""
     scale = np.asarray(scale, "float32").reshape(-1)
     bias = np.asarray(bias, "float32").reshape(-1)
+    if np.all(scale == 1) and np.all(bias == 0):  # e.g. paddle 2.x's scale op before each fetch
+        return [Node("Identity", [x], [out], {}, name)]
     if not bias_after_scale:
         bias = bias * scale
     scale_name, bias_name, scaled = f"{out}@scale", f"{out}@bias", f"{out}@scaled"

@@ -118,8 +118,8 @@ class ImporterRepToyStride2(ImporterRepToy):
         self.down = LearnableRepLayer(channels, channels, 3, stride=2, groups=channels,
                                       num_conv_branches=2)
 
-    def forward(self, x):
-        return self.down(super().forward(x))
+    def forward(self, x):  # written out: paddle 2.6's to_static cannot convert super()
+        return self.down(self.pw(self.se(self.dw(self.bn(self.stem(x))))))
 
     def rep(self):
         super().rep()
