@@ -212,8 +212,10 @@ def _lab_folded_into_conv(units, position, ops, index):
     previous = units[position - 1]
     if previous.kind != "rep" or previous.path != root:
         return False
-    blocks = 1 + sum(1 for later in units[position + 1:position + 2]
-                     if later.kind == "affine" and later.path == root + ".act.lab")
+    following_unit = units[position + 1] if position + 1 < len(units) else None
+    has_act_lab = (following_unit is not None and following_unit.kind == "affine"
+                   and following_unit.path == root + ".act.lab")
+    blocks = 2 if has_act_lab else 1
     following = 0
     while index + following < len(ops) and _is_scalar_affine(ops[index + following]):
         following += 1
