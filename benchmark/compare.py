@@ -14,9 +14,11 @@ reference arm measured in the same run on the same machine.
   ppdistill's optimisations off (``PPDISTILL_CPU_KERNELS=0 PPDISTILL_FAST_CONV=0
   PPDISTILL_MALLOC_TRIM=0``), paddle's
   default threads (1) and MKL's own code-path choice (``MKL_DEBUG_CPU_TYPE`` empty: what
-  PaddleOCR gets, the generic path on AMD), and the exported Student run without oneDNN
-  (``PPDISTILL_ONEDNN=0``: paddle 3.3's oneDNN cannot run a ``.json`` det program exported the
-  PaddleOCR way, and switching it off is the usual workaround).
+  PaddleOCR gets, the generic path on AMD), the Student exported the way PaddleOCR's export
+  does (``PPDISTILL_DEPLOY_FORM=0``: branches fused, affine blocks as their own ops, paddle's
+  interpolate) and run without oneDNN (``PPDISTILL_ONEDNN=0``: paddle 3.3's oneDNN cannot run
+  a ``.json`` det program exported the PaddleOCR way, and switching it off is the usual
+  workaround).
 - ``baseline-avx2``: ``baseline`` with MKL's AVX2 path (``MKL_DEBUG_CPU_TYPE=5``), one thread:
   separates the MKL switch from the rest.
 - ``optimised-norecompute``: ``optimised`` without the trained det students' activation
@@ -29,7 +31,7 @@ import statistics
 #: variables an arm owns; each arm starts from the parent's environment without them
 ARM_VARIABLES = ("PPDISTILL_CPU_KERNELS", "PPDISTILL_FAST_CONV", "PPDISTILL_MALLOC_TRIM",
                  "PPDISTILL_RECOMPUTE", "OMP_NUM_THREADS", "CPU_NUM", "MKL_DEBUG_CPU_TYPE",
-                 "KMP_BLOCKTIME", "PPDISTILL_ONEDNN")
+                 "KMP_BLOCKTIME", "PPDISTILL_ONEDNN", "PPDISTILL_DEPLOY_FORM")
 ARMS = {
     "env": None,
     "optimised": {},
@@ -37,10 +39,11 @@ ARMS = {
     "optimised-bf16": {},
     "baseline": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
                  "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": "",
-                 "PPDISTILL_ONEDNN": "0"},
+                 "PPDISTILL_ONEDNN": "0", "PPDISTILL_DEPLOY_FORM": "0"},
     "baseline-avx2": {"PPDISTILL_CPU_KERNELS": "0", "PPDISTILL_FAST_CONV": "0",
                       "PPDISTILL_MALLOC_TRIM": "0", "OMP_NUM_THREADS": "1",
-                      "MKL_DEBUG_CPU_TYPE": "5", "PPDISTILL_ONEDNN": "0"},
+                      "MKL_DEBUG_CPU_TYPE": "5", "PPDISTILL_ONEDNN": "0",
+                      "PPDISTILL_DEPLOY_FORM": "0"},
 }
 #: extra ``-o`` overrides of an arm
 ARM_OVERRIDES = {"optimised-bf16": ["Architecture.Models.Teacher.precision=bf16"]}

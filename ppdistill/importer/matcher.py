@@ -13,7 +13,10 @@ Fused forms are put back so the eval function is unchanged:
   identity BN carrying the bias) and every other branch zeroed;
 - its affine block ``lab`` folded into that kernel (ppdistill's exports,
   ``LearnableRepLayer.fold_affine``: one scalar affine op after the conv instead of one per
-  affine block of the layer) becomes the identity (scale 1, bias 0).
+  affine block of the layer) becomes the identity (scale 1, bias 0);
+- its ``act.lab`` with no scalar affine op left for it (ppdistill's exports fold a depthwise
+  layer's ``act.lab`` into the following 1x1 conv, ``LearnableRepLayer.fold_output_affine_into``;
+  an identity one is not written at all) becomes the identity too: that conv carries it.
 """
 import numpy as np
 
@@ -201,12 +204,31 @@ def _is_scalar_affine(op):
     return op.kind == "affine" and op.arrays["scale"].size == 1
 
 
+def _scalar_affines_from(ops, index):
+    count = 0
+    while index + count < len(ops) and _is_scalar_affine(ops[index + count]):
+        count += 1
+    return count
+
+
 def _lab_folded_into_conv(units, position, ops, index):
-    """Whether ``units[position]`` is the ``lab`` of the re-parameterised layer matched just
-    before and the export folded it into that layer's conv: fewer scalar affine ops follow the
-    conv (from ``ops[index]``) than the layer has affine blocks (``lab``, ``act.lab``)."""
+    """Whether ``units[position]`` is an affine block of the re-parameterised layer matched
+    just before that the export folded into a conv, so no scalar affine op is left for it:
+
+    - its ``lab`` when fewer scalar affine ops follow the conv (from ``ops[index]``) than the
+      layer has affine blocks (``lab``, ``act.lab``);
+    - its ``act.lab`` when no scalar affine op follows at all (its ``lab`` went into the
+      layer's conv, its ``act.lab`` into the next one)."""
     unit = units[position]
-    if unit.kind != "affine" or not unit.path.endswith(".lab") or position == 0:
+    if unit.kind != "affine" or position == 0:
+        return False
+    if unit.path.endswith(".act.lab"):
+        root = unit.path[:-len(".act.lab")]
+        lab = units[position - 1]
+        return (lab.kind == "affine" and lab.path == root + ".lab" and position >= 2
+                and units[position - 2].kind == "rep" and units[position - 2].path == root
+                and _scalar_affines_from(ops, index) == 0)
+    if not unit.path.endswith(".lab"):
         return False
     root = unit.path[:-len(".lab")]
     previous = units[position - 1]
@@ -216,10 +238,7 @@ def _lab_folded_into_conv(units, position, ops, index):
     has_act_lab = (following_unit is not None and following_unit.kind == "affine"
                    and following_unit.path == root + ".act.lab")
     blocks = 2 if has_act_lab else 1
-    following = 0
-    while index + following < len(ops) and _is_scalar_affine(ops[index + following]):
-        following += 1
-    return following < blocks
+    return _scalar_affines_from(ops, index) < blocks
 
 
 def _set_identity_affine(unit, updates):

@@ -49,13 +49,19 @@ def reparameterized_copy(model):
 def fold_affine_blocks(model):
     """Call ``fold_affine()`` on every re-parameterised sub-layer of ``model`` that has one (e.g.
     PPLCNetV3's ``LearnableRepLayer``: its affine block goes into the fused conv, the one after
-    the activation becomes a single scale op); returns how many were folded. For deployment
-    only: the folded layers no longer train their affine blocks."""
+    the activation becomes a single scale op), then ``fold_affine_across_layers()`` on every
+    sub-layer that has it (PPLCNetV3's block without SE: the depthwise layer's scale op goes
+    into the pointwise conv); returns how many layers were folded. For deployment only: the
+    folded layers no longer train their affine blocks."""
     layers = [layer for layer in [model] + list(model.sublayers())
               if callable(getattr(layer, "fold_affine", None)) and getattr(layer, "is_repped", False)
               and not getattr(layer, "affine_folded", False)]
     for layer in layers:
         layer.fold_affine()
+    # then affine ops a following linear layer can absorb exactly (PPLCNetV3 blocks: dw -> pw)
+    for layer in [model] + list(model.sublayers()):
+        if callable(getattr(layer, "fold_affine_across_layers", None)):
+            layer.fold_affine_across_layers()
     return len(layers)
 
 

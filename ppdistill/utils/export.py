@@ -1,11 +1,25 @@
-"""Export trained models to Paddle inference files (``inference.json``/``.pdmodel`` + ``.pdiparams``)."""
+"""Export trained models to Paddle inference files (``inference.json``/``.pdmodel`` + ``.pdiparams``).
+
+``PPDISTILL_DEPLOY_FORM=0`` in the environment exports the way PaddleOCR does (branches fused by
+``rep()``, affine blocks as their own ops, paddle's ``interpolate``): the benchmark's baseline.
+"""
+import contextlib
 import os
 
 import paddle
 
 from ppdistill.infer.onednn import onednn_runnable_upsampling
-from ppdistill.modeling.rep import deployment_copy, rep_layers
+from ppdistill.modeling.rep import deployment_copy, rep_layers, reparameterized_copy
 from ppdistill.registry import ConfigError, suggest
+
+#: environment switch: "0" exports PaddleOCR's form instead of the deployment form
+DEPLOY_FORM_ENV = "PPDISTILL_DEPLOY_FORM"
+
+
+def deployment_form():
+    """Whether exports use ppdistill's deployment form (the default; ``PPDISTILL_DEPLOY_FORM=0``
+    makes them PaddleOCR's form)."""
+    return os.environ.get(DEPLOY_FORM_ENV, "").strip() != "0"
 
 
 def input_shape(config):
@@ -66,18 +80,21 @@ def export_single(model, shape, save_prefix):
     from a copy: ``model`` keeps its training form (``ppdistill.modeling.rep.deployment_copy``).
     Nearest upsamplings by an integer factor are written as ``repeat_interleave`` ops, which
     paddle 3's oneDNN can run (:func:`ppdistill.infer.onednn.onednn_runnable_upsampling`).
+    With ``PPDISTILL_DEPLOY_FORM=0`` (:func:`deployment_form`) neither: the layers are only
+    fused, as PaddleOCR's export does.
     """
     if hasattr(model, "return_all_feats"):
         model.return_all_feats = False
     model.eval()
-    model = _MapsFirst(deployment_copy(model))
+    deploy = deployment_form()
+    model = _MapsFirst(deployment_copy(model) if deploy else reparameterized_copy(model))
     spec = [paddle.static.InputSpec(shape=list(shape), dtype="float32", name="x")]
     # A program of the other format left by an earlier export (paddle 2.x .pdmodel vs paddle 3
     # .json) would not match the new weights: remove both before saving.
     for suffix in (".json", ".pdmodel"):
         if os.path.isfile(save_prefix + suffix):
             os.remove(save_prefix + suffix)
-    with onednn_runnable_upsampling():  # traced while saving
+    with onednn_runnable_upsampling() if deploy else contextlib.nullcontext():  # traced on save
         static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
         paddle.jit.save(static_model, save_prefix)
     return [f for f in os.listdir(os.path.dirname(save_prefix) or ".")
@@ -116,6 +133,8 @@ def export_model(config, model, save_dir, names=None, logger=None):
     if logger:
         for name, path in written.items():
             note = f", {fused[name]} re-parameterised layers fused" if fused[name] else ""
+            if not deployment_form():
+                note += f", PaddleOCR's form ({DEPLOY_FORM_ENV}=0)"
             logger.info(f"inference model {name or 'model'} saved to {path} "
                         f"(input {shapes[name]}{note})")
     return written

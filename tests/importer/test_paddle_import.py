@@ -10,7 +10,7 @@ from ppdistill.importer import ImportFailed, import_weights
 from ppdistill.importer.core import read_export
 from ppdistill.importer.graph import weighted_ops
 from ppdistill.modeling.architectures import build_model
-from ppdistill.modeling.backbones.rec_lcnetv3 import LearnableRepLayer, SELayer
+from ppdistill.modeling.backbones.rec_lcnetv3 import LCNetV3Block, LearnableRepLayer, SELayer
 from ppdistill.registry import BACKBONES
 
 
@@ -144,6 +144,45 @@ def test_ppdistill_export_with_folded_affine_blocks_goes_back_into_training_form
         np.testing.assert_array_equal(state[f"backbone.{layer}.lab.bias"], 0)
     np.testing.assert_allclose(state["backbone.dw.act.lab.scale"],
                                source.backbone.dw.act.lab.scale.numpy(), rtol=1e-6)
+    model = build_model(config["Architecture"])
+    model.set_state_dict(result.state_dict)
+    model.eval()
+    np.testing.assert_allclose(model(image)["maps"].numpy(), expected, atol=1e-5)
+
+
+@BACKBONES.register("ImporterBlockToy")
+class ImporterBlockToy(nn.Layer):
+    """stem conv -> BN, then a PPLCNetV3 block without SE and one with SE (tests)."""
+
+    def __init__(self, in_channels=3, channels=8):
+        super().__init__()
+        self.stem = nn.Conv2D(in_channels, channels, 3, stride=2, padding=1, bias_attr=False)
+        self.bn = nn.BatchNorm2D(channels)
+        self.plain = LCNetV3Block(channels, channels, 1, 3, conv_kxk_num=2)
+        self.with_se = LCNetV3Block(channels, channels, (2, 1), 5, use_se=True, conv_kxk_num=2)
+        self.out_channels = channels
+
+    def forward(self, x):
+        return self.with_se(self.plain(self.bn(self.stem(x))))
+
+
+def test_export_with_a_depthwise_affine_in_the_pointwise_conv_goes_back(tmp_path):
+    """A block without SE exports its depthwise act.lab inside the 1x1 conv (no op of its own):
+    the importer sets that act.lab to the identity and the pointwise conv carries it."""
+    from ppdistill.utils.export import export_model
+    config, source, image, expected = _randomised_source("ImporterBlockToy", 6, 7)
+    directory = export_model(config, source, str(tmp_path))[""]
+    kinds = [op.kind for op in weighted_ops(read_export(directory)[2])]
+    # act.lab ops: plain.pw, with_se.dw, with_se.pw (plain.dw's is inside plain.pw's conv)
+    assert kinds.count("affine") == 3
+    result = import_weights(config, directory)
+    assert result.max_diff < 1e-5
+    state = {k: np.asarray(v) for k, v in result.state_dict.items()}
+    for name in ("plain.dw_conv.lab", "plain.dw_conv.act.lab", "plain.pw_conv.lab"):
+        np.testing.assert_array_equal(state[f"backbone.{name}.scale"], 1)
+        np.testing.assert_array_equal(state[f"backbone.{name}.bias"], 0)
+    np.testing.assert_allclose(state["backbone.with_se.dw_conv.act.lab.bias"],
+                               source.backbone.with_se.dw_conv.act.lab.bias.numpy(), rtol=1e-6)
     model = build_model(config["Architecture"])
     model.set_state_dict(result.state_dict)
     model.eval()

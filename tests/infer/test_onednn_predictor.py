@@ -99,6 +99,19 @@ def test_ppdistill_det_export_runs_with_onednn(tmp_path, det_model, image, monke
                                det_model(paddle.to_tensor(other))["maps"].numpy(), atol=1e-5)
 
 
+def test_paddleocr_form_export_keeps_paddles_interpolate(tmp_path, det_model, image,
+                                                        monkeypatch):
+    """PPDISTILL_DEPLOY_FORM=0 exports as PaddleOCR does (the benchmark's baseline): the
+    neck's upsampling stays paddle's interpolate; the values are the same."""
+    monkeypatch.setenv("PPDISTILL_DEPLOY_FORM", "0")
+    monkeypatch.setenv(onednn.ONEDNN_ENV, "0")
+    model_dir = export_model(det_config(), det_model, str(tmp_path))[""]
+    if program_ops(model_dir) is not None:
+        assert program_ops(model_dir) == {"nearest_interp"}
+    out = InferenceModel(model_dir, use_gpu=False, cpu_threads=1)(image)[0]
+    np.testing.assert_allclose(out, det_model(paddle.to_tensor(image))["maps"].numpy(), atol=1e-5)
+
+
 def test_program_onednn_cannot_run_falls_back_with_one_warning(tmp_path, image, monkeypatch):
     monkeypatch.delenv(onednn.ONEDNN_ENV, raising=False)
     det_model = new_det_model()  # its own: paddle 2.6's to_static converts a layer in place

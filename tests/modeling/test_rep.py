@@ -64,6 +64,59 @@ def test_rec_backbone_export_matches_eval(tmp_path, caplog):
     output = InferenceModel(written[""], use_gpu=False)(x)[0]
     assert output.shape == (2, 480, 1, 10)
     np.testing.assert_allclose(output, reference, atol=1e-5, rtol=0)
+    # one scale op per pointwise layer (14) and per depthwise layer before an SE (2); the other
+    # 12 depthwise layers' affines went into the following 1x1 convs
+    from ppdistill.importer.core import read_export
+    from ppdistill.importer.graph import weighted_ops
+    kinds = [op.kind for op in weighted_ops(read_export(written[""])[2])]
+    assert kinds.count("affine") == 16 and kinds.count("conv") == 1 + 28 + 2 * 2  # stem, SEs
+
+
+def test_paddleocr_form_export_keeps_every_affine_block(tmp_path, monkeypatch):
+    """PPDISTILL_DEPLOY_FORM=0 (the benchmark's baseline): branches fused as PaddleOCR's export
+    does, every affine block its own op (lab and act.lab of all 28 layers), same outputs."""
+    from ppdistill.importer.core import read_export
+    from ppdistill.importer.graph import weighted_ops
+    monkeypatch.setenv("PPDISTILL_DEPLOY_FORM", "0")
+    arch = {"model_type": "rec", "Backbone": {"name": "PPLCNetV3", "scale": 0.95}}
+    model = randomize(build_model(arch), seed=4)
+    model.eval()
+    x = np.random.RandomState(2).rand(1, 3, 48, 64).astype("float32")
+    reference = model(paddle.to_tensor(x)).numpy()
+    written = export_model({"Architecture": arch, "Global": {}}, model, str(tmp_path))
+    kinds = [op.kind for op in weighted_ops(read_export(written[""])[2])]
+    assert kinds.count("affine") == 2 * 28 and kinds.count("conv") == 1 + 28 + 2 * 2
+    output = InferenceModel(written[""], use_gpu=False)(x)[0]
+    np.testing.assert_allclose(output, reference, atol=1e-5, rtol=0)
+
+
+def test_depthwise_affine_moves_into_the_pointwise_conv():
+    """A PPLCNetV3 block without SE exports dw -> hardswish -> pw: the depthwise layer's act.lab
+    goes into the 1x1 conv (exact); with SE in between nothing moves."""
+    import pytest
+    from ppdistill.modeling.backbones.rec_lcnetv3 import (IDENTITY_AFFINE, LCNetV3Block,
+                                                          LearnableRepLayer)
+    from ppdistill.modeling.rep import deployment_copy
+    x = paddle.to_tensor(np.random.RandomState(5).uniform(-1, 1, (2, 8, 7, 9)).astype("float32"))
+    for use_se, stride in ((False, 1), (False, (2, 1)), (True, 1)):
+        paddle.seed(3)
+        block = randomize(LCNetV3Block(8, 16, stride, 5, use_se=use_se, conv_kxk_num=2), seed=6)
+        block.eval()
+        reference = block(x).numpy()
+        deployed = deployment_copy(block)
+        np.testing.assert_allclose(deployed(x).numpy(), reference, atol=1e-5, rtol=0)
+        moved = deployed.dw_conv.act_affine == IDENTITY_AFFINE
+        assert moved is not use_se
+        assert deployed.pw_conv.act_affine != IDENTITY_AFFINE
+        assert deployed.fold_affine_across_layers() is False  # nothing left to move
+    paddle.seed(3)
+    unfolded = LearnableRepLayer(8, 8, 1)
+    with pytest.raises(RuntimeError, match="fold_affine"):
+        unfolded.fold_output_affine_into(unfolded)
+    layers = [deployment_copy(randomize(LearnableRepLayer(8, 8, k, groups=g), seed=k))
+              for k, g in ((3, 8), (3, 1))]
+    with pytest.raises(ValueError, match="1x1"):
+        layers[0].fold_output_affine_into(layers[1])
 
 
 def test_fold_affine_keeps_the_eval_function():

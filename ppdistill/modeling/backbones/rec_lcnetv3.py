@@ -54,6 +54,10 @@ def make_divisible(v, divisor=16, min_value=None):
     return _make_divisible(v, divisor, min_value)
 
 
+#: ``act_affine`` (scale, bias) of a folded layer whose affine does nothing: no scale op
+IDENTITY_AFFINE = (1.0, 0.0)
+
+
 class LearnableAffineBlock(nn.Layer):
     """``scale * x + bias`` with two learnable scalars (keys ``scale``, ``bias``, in that order).
 
@@ -177,8 +181,9 @@ class LearnableRepLayer(nn.Layer):
         if self.affine_folded:  # deployment form (fold_affine)
             out = self.reparam_conv(x)
             if self.apply_act:
-                out = paddle.scale(F.hardswish(out), scale=self.act_affine[0],
-                                   bias=self.act_affine[1])
+                out = F.hardswish(out)
+                if self.act_affine != IDENTITY_AFFINE:  # else folded into the next conv
+                    out = paddle.scale(out, scale=self.act_affine[0], bias=self.act_affine[1])
             return out
         if self.is_repped:
             out = self.reparam_conv(x)
@@ -261,6 +266,32 @@ class LearnableRepLayer(nn.Layer):
         self.act_affine = (float(self.act.lab.scale.numpy().reshape(-1)[0]),
                            float(self.act.lab.bias.numpy().reshape(-1)[0]))
         self.affine_folded = True
+
+    @paddle.no_grad()
+    def fold_output_affine_into(self, pointwise):
+        """Deployment form across two folded layers: this layer's output affine ``act_affine``
+        (``s * y + b``) goes into ``pointwise``, a folded 1x1 conv layer (stride 1, no padding,
+        one group) that reads this layer's output directly: its kernel becomes ``s * W`` and its
+        bias ``bias + b * sum_i W[:, i]`` (summed in float64), which is exact for a 1x1 conv (no
+        zero padding for ``b`` to miss) and leaves this layer without its scale op. Returns
+        whether it folded (nothing to do without an activation or with an identity affine)."""
+        if not (self.affine_folded and pointwise.affine_folded):
+            raise RuntimeError("fold_output_affine_into() needs both layers in deployment form: "
+                               "call fold_affine() first")
+        if not (pointwise.kernel_size == 1 and pointwise.groups == 1 and pointwise.stride == 1
+                and pointwise.in_channels == self.out_channels):
+            raise ValueError("fold_output_affine_into() folds only into a 1x1, stride-1, "
+                             "single-group conv layer reading this layer's channels")
+        if not self.apply_act or self.act_affine == IDENTITY_AFFINE:
+            return False
+        scale, shift = self.act_affine
+        conv = pointwise.reparam_conv
+        weight = conv.weight.numpy().astype("float64")
+        bias = conv.bias.numpy().astype("float64") + shift * weight.sum(axis=(1, 2, 3))
+        conv.weight.set_value((weight * scale).astype(str(conv.weight.numpy().dtype)))
+        conv.bias.set_value(bias.astype(str(conv.bias.numpy().dtype)))
+        self.act_affine = IDENTITY_AFFINE
+        return True
 
 
 def _set(param, value):
@@ -362,6 +393,15 @@ class LCNetV3Block(nn.Layer):
         self.pw_conv = LearnableRepLayer(in_channels, out_channels, 1, stride=1,
                                          num_conv_branches=conv_kxk_num, lr_mult=lr_mult,
                                          lab_lr=lab_lr)
+
+    def fold_affine_across_layers(self):
+        """Deployment form (after the layers' ``fold_affine``): without SE, ``dw_conv``'s
+        output affine goes into ``pw_conv``'s 1x1 conv
+        (:meth:`LearnableRepLayer.fold_output_affine_into`), one scale op less per block. With SE
+        the gate multiplies in between, so nothing moves. Returns whether it folded."""
+        if self.use_se or not (self.dw_conv.affine_folded and self.pw_conv.affine_folded):
+            return False
+        return self.dw_conv.fold_output_affine_into(self.pw_conv)
 
     def forward(self, x):
         x = self.dw_conv(x)
