@@ -5,7 +5,8 @@
         --data-dir /tmp/ppdistill_bench_data/rec
 
 The process starts as ``tools/infer/predict_*.py`` do (``setup_tool_process``: MKL's AVX2 path on
-AMD CPUs; no training-time thread settings such as ``KMP_BLOCKTIME=0``), so the numbers are what
+AMD CPUs; ``keep_freed_host_memory``; no training-time thread settings such as
+``KMP_BLOCKTIME=0``), so the numbers are what
 a deployment of the export gets. ``benchmark/run.py`` runs it after each training benchmark on
 the Student it exported, in the arm's environment. Rows (each: 2 warm-up runs, then the median,
 min and max of ``--runs`` timed runs, per image):
@@ -109,6 +110,8 @@ def main(argv=None):
     set_cpu_environment(args.mkl_avx2, args.kmp_blocktime)
     from ppdistill.utils.cpu import setup_tool_process
     setup_tool_process()  # before paddle is imported, as tools/infer/predict_*.py do
+    from ppdistill.engine.host_memory import keep_freed_host_memory
+    keep_freed_host_memory()  # as tools/infer/predict_*.py do
     shape = ([int(v) for v in args.shape.split(",")] if args.shape
              else list(SHAPES[args.kind]))
     threads = args.threads if args.threads > 0 else len(os.sched_getaffinity(0))

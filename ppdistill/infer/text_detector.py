@@ -6,6 +6,7 @@ import time
 import cv2
 import numpy as np
 
+from ppdistill.engine.host_memory import keep_freed_host_memory
 from ppdistill.engine.launch import cli_main
 from ppdistill.infer.args import common_parser, get_image_file_list, str2bool
 from ppdistill.infer.predictor import InferenceModel
@@ -112,6 +113,7 @@ def build_parser():
 def main(argv=None):
     """Detect text in every image; write det_results.txt and det_res_<image> drawings."""
     args = build_parser().parse_args(argv)
+    keep_freed_host_memory()  # a predictor's runs reuse the same blocks
     detector = TextDetector(
         args.det_model_dir, use_gpu=args.use_gpu, cpu_threads=args.cpu_threads,
         limit_side_len=args.det_limit_side_len, limit_type=args.det_limit_type,

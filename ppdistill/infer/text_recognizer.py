@@ -6,6 +6,7 @@ import time
 import cv2
 import numpy as np
 
+from ppdistill.engine.host_memory import keep_freed_host_memory
 from ppdistill.engine.launch import cli_main
 from ppdistill.infer.args import common_parser, get_image_file_list, str2bool
 from ppdistill.infer.predictor import InferenceModel
@@ -91,6 +92,7 @@ def build_parser():
 def main(argv=None):
     """Recognise every image; print text, score and latency per image and on average."""
     args = build_parser().parse_args(argv)
+    keep_freed_host_memory()  # a predictor's runs reuse the same blocks
     shape = [int(v) for v in args.rec_image_shape.split(",")]
     recognizer = TextRecognizer(args.rec_model_dir, args.rec_char_dict_path,
                                 use_space_char=args.use_space_char, rec_image_shape=shape,
