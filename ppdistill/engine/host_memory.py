@@ -22,8 +22,8 @@ so the next run faults the same pages in again: an exported det student at 1x3x5
 3.3.1, 2 threads) took 3,000-18,000 page faults and 10-44 ms of kernel time per image in some
 processes and not in others. :func:`keep_freed_host_memory`, called by the inference tools
 before their first run, keeps blocks up to 1 GiB in the heap and up to 1 GiB of freed heap
-resident: after the first run nothing is faulted in again (0-200 faults per image), at the
-same peak RSS.
+resident: after the first run next to nothing is faulted in again (100-870 faults and
+3-7 ms of kernel time per image there), at the same peak RSS.
 
 ``PPDISTILL_MALLOC_TRIM=0`` turns both off (glibc's defaults; the benchmark's baseline arm).
 """
