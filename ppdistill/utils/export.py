@@ -11,6 +11,7 @@ import paddle
 from ppdistill.infer.onednn import onednn_runnable_upsampling
 from ppdistill.modeling.rep import deployment_copy, rep_layers, reparameterized_copy
 from ppdistill.registry import ConfigError, suggest
+from ppdistill.utils.switches import switch_on
 
 #: environment switch: "0" exports PaddleOCR's form instead of the deployment form
 DEPLOY_FORM_ENV = "PPDISTILL_DEPLOY_FORM"
@@ -19,7 +20,7 @@ DEPLOY_FORM_ENV = "PPDISTILL_DEPLOY_FORM"
 def deployment_form():
     """Whether exports use ppdistill's deployment form (the default; ``PPDISTILL_DEPLOY_FORM=0``
     makes them PaddleOCR's form)."""
-    return os.environ.get(DEPLOY_FORM_ENV, "").strip() != "0"
+    return switch_on(DEPLOY_FORM_ENV)
 
 
 def input_shape(config):
