@@ -85,10 +85,9 @@ def main(argv=None):
     x = inference_input(args.kind, shape, args.data_dir)
     models = {}
     for directory in args.model_dirs:
-        model = InferenceModel(directory, use_gpu=False, cpu_threads=args.threads,
-                               enable_mkldnn=not args.no_onednn)
         label = directory if directory not in models else f"{directory} #{len(models) + 1}"
-        models[label] = lambda images, model=model: model(images)
+        models[label] = InferenceModel(directory, use_gpu=False, cpu_threads=args.threads,
+                                       enable_mkldnn=not args.no_onednn)
     machine = machine_info()
     print(f"CPU: {machine['cpu']} (family/model/stepping {machine['cpu_family_model_stepping']}, "
           f"{machine['nproc']} cores); {args.threads} thread(s), input {shape}, "
